@@ -1,0 +1,61 @@
+# `make help` lists the targets. Every target creates or reuses the virtual environment .venv.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+SPACE ?= search_spaces/cifar10_seed_cnn.yaml
+TRIALS ?=
+TIMEOUT ?=
+DATA ?=
+STORAGE ?=
+TRACKING_URI ?=
+STUDY ?=
+SEED ?=
+WORKERS ?= 2
+PORT ?= 5000
+PYTEST_ARGS ?=
+
+common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
+run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
+	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
+
+.PHONY: help tune workers test bench ui export report venv
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tune needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## create or update the virtual environment only
+
+tune: $(STAMP) ## run (or resume) the study in SPACE [TRIALS= TIMEOUT= DATA= STORAGE= STUDY= SEED=]
+	$(BIN)/tune run '$(SPACE)' $(run_opts) $(if $(SEED),--seed $(SEED))
+
+workers: $(STAMP) ## run WORKERS processes of the same study in parallel (seeds SEED+0, SEED+1, ...)
+	@seed=$${SEED:-0}; for i in $$(seq 0 $$(($(WORKERS) - 1))); do \
+	  $(BIN)/tune run '$(SPACE)' $(run_opts) --seed $$((seed + i)) > mlruns/worker-$$i.log 2>&1 & \
+	done; echo "$(WORKERS) workers started, logs in mlruns/worker-*.log"; wait
+
+test: $(STAMP) ## the fast test suite (synthetic data, one small end-to-end run)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## real-data checks and benchmarks; results in mlruns/bench/results.json
+	$(BIN)/python -m pytest -m slow -s $(PYTEST_ARGS)
+
+ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:PORT
+	$(BIN)/tune ui --port $(PORT) $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
+
+export: $(STAMP) ## the best trial of STUDY (or of SPACE's study) as a fixed config YAML
+	$(BIN)/tune export '$(or $(STUDY),$(SPACE))' $(common_opts)
+
+report: $(STAMP) ## diagnose every trial of STUDY (or SPACE's study): regimes, effects, plots
+	$(BIN)/tune report '$(or $(STUDY),$(SPACE))' $(common_opts)

@@ -1,0 +1,147 @@
+"""`tune run` / `tune export` end to end on synthetic data: what lands in Optuna and MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import tiny_space, tune_cli, write_space
+from tune.search_space import load_space
+from tune.storage import open_storage
+from tune.tracking import PARENT_TAG, ROLE_TAG, STATE_TAG
+
+STUDY = "e2e"
+TRIALS = 6
+EPOCHS = 3
+
+
+def e2e_space() -> dict:
+    return tiny_space(
+        study={
+            "name": STUDY, "trials": TRIALS,
+            "sampler": {"type": "random", "seed": 3},
+            "pruner": {"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+        },
+        training={"epochs": EPOCHS},
+        regularization={
+            # 3.0 cannot fit anything: the median pruner must stop those trials after epoch 1
+            "l2": {"type": "categorical", "choices": [0.0001, 0.001, 3.0]},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One real study, shared by the assertions below (training is the slow part)."""
+    root = tmp_path_factory.mktemp("e2e")
+    env = {"TUNE_STORE_DIR": str(root / "mlruns"), "MLFLOW_TRACKING_URI": ""}
+    space = write_space(root / "space.yaml", e2e_space())
+    run = tune_cli("run", str(space), env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    export = tune_cli("export", STUDY, "--out", str(root / "best.yaml"), env=env)
+    assert export.returncode == 0, export.stderr[-3000:]
+    journal = root / "mlruns" / "optuna" / "journal.log"
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(f"journal:{journal}"))
+    client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    return {"root": root, "env": env, "space": space, "run": run, "study": study, "client": client}
+
+
+def runs_of(client: MlflowClient, role: str) -> list:
+    experiment = client.get_experiment_by_name(STUDY)
+    return client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = '{role}'")
+
+
+def test_trials_are_stored_with_baseline_first_and_some_pruned(finished: dict) -> None:
+    trials = finished["study"].trials
+    assert len(trials) == TRIALS
+    assert trials[0].params == {"l2": 0.001, "dropout": 0.5} and trials[0].user_attrs["baseline"] is True
+    states = {t.state for t in trials}
+    assert optuna.trial.TrialState.PRUNED in states and optuna.trial.TrialState.COMPLETE in states
+    for trial in trials:
+        assert trial.user_attrs["regime"] in ("under-regularized", "over-regularized", "balanced", "inconclusive")
+        epochs = len(trial.intermediate_values)
+        assert 1 <= epochs <= EPOCHS
+        assert len(trial.user_attrs["curves"]["val_data_loss"]) == epochs
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert trial.value == pytest.approx(min(trial.intermediate_values.values()))
+
+
+def test_mlflow_has_a_parent_run_and_a_child_per_trial(finished: dict) -> None:
+    client, study = finished["client"], finished["study"]
+    (parent,) = runs_of(client, "study")
+    assert parent.info.status == "FINISHED"
+    assert len(parent.data.tags["tune.git_commit"]) >= 7
+    assert parent.data.tags["tune.version.optuna"] == optuna.__version__
+    assert parent.data.params["study.trials"] == str(TRIALS)
+    assert "search_space.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    children = {int(r.data.tags["tune.trial_number"]): r for r in runs_of(client, "trial")}
+    assert sorted(children) == [t.number for t in study.trials]
+    for trial in study.trials:
+        child = children[trial.number]
+        assert child.data.tags[PARENT_TAG] == parent.info.run_id
+        assert child.data.tags[STATE_TAG] == trial.state.name
+        assert child.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[trial.state.name]
+        assert child.data.params["l2"] == str(trial.params["l2"])
+        assert child.data.tags["tune.regime"] == trial.user_attrs["regime"]
+        history = client.get_metric_history(child.info.run_id, "val_data_loss")
+        assert [m.step for m in history] == sorted(trial.intermediate_values)
+        assert [m.value for m in history] == pytest.approx([trial.intermediate_values[s] for s in sorted(trial.intermediate_values)])
+        for key in ("val_loss", "loss", "accuracy", "val_accuracy", "data_loss", "clean_train_loss", "gap_loss"):
+            assert len(client.get_metric_history(child.info.run_id, key)) == len(history), key
+        assert "learning_curve.png" in {a.path for a in client.list_artifacts(child.info.run_id)}
+
+
+def test_penalty_free_loss_is_what_is_optimized(finished: dict) -> None:
+    client, study = finished["client"], finished["study"]
+    child = next(r for r in runs_of(client, "trial") if r.data.tags["tune.trial_number"] == "0")
+    keras_val = [m.value for m in client.get_metric_history(child.info.run_id, "val_loss")]
+    data_val = [m.value for m in client.get_metric_history(child.info.run_id, "val_data_loss")]
+    assert all(k > d for k, d in zip(keras_val, data_val)), "with l2=1e-3 Keras's val_loss includes the penalty"
+    assert study.trials[0].value == pytest.approx(min(data_val))
+
+
+def test_export_is_the_best_trial_and_runs(finished: dict) -> None:
+    study, root = finished["study"], finished["root"]
+    exported = load_space(root / "best.yaml")
+    assert exported.searched() == {}
+    assert {k: exported.params()[k] for k in study.best_trial.params} == study.best_trial.params
+    assert exported.data == load_space(finished["space"]).data
+    (parent,) = runs_of(finished["client"], "study")
+    assert [a.path for a in finished["client"].list_artifacts(parent.info.run_id, "export")] == ["export/best.yaml"]
+    rerun = tune_cli("run", str(root / "best.yaml"), "--trials", "1", env=finished["env"])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    best = optuna.load_study(study_name=f"{STUDY}-best", storage=open_storage(f"journal:{root / 'mlruns/optuna/journal.log'}"))
+    assert best.trials[0].params == {} and best.trials[0].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_running_again_resumes_the_study(finished: dict) -> None:
+    again = tune_cli("run", str(finished["space"]), "--trials", "1", env=finished["env"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(f"journal:{finished['root'] / 'mlruns/optuna/journal.log'}"))
+    assert len(study.trials) == TRIALS + 1
+    assert sum(bool(t.user_attrs.get("baseline")) for t in study.trials) == 1, "the baseline is enqueued once"
+    assert len(runs_of(finished["client"], "study")) == 2
+
+
+def test_bad_space_exits_2_and_creates_no_store(stores: Path, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "bad.yaml", tiny_space(regularization={"dropout": 1.5}))
+    result = tune_cli("run", str(space))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {space}: regularization.dropout: must be < 1, got 1.5"
+    assert not stores.exists()
+
+
+def test_missing_data_exits_2_and_creates_no_store(stores: Path, tmp_path: Path) -> None:
+    space = write_space(tmp_path / "space.yaml", tiny_space())
+    result = tune_cli("run", str(space), "--data", str(tmp_path / "nowhere"))
+    assert result.returncode == 2 and "nowhere" in result.stderr
+    assert not stores.exists()
+
+
+def test_export_of_unknown_study_names_it(stores: Path) -> None:
+    result = tune_cli("export", "no_such_study")
+    assert result.returncode == 2 and "no_such_study" in result.stderr and "not found" in result.stderr

@@ -1,0 +1,149 @@
+"""The search-space schema: shipped files load, every kind of mistake gives one message naming the
+file, the key and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tune.errors import SpaceError
+from tune.search_space import (
+    BASELINE,
+    DOMAINS,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    dump_space,
+    load_space,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
+
+
+def write(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def error_of(tmp_path: Path, raw: dict) -> str:
+    path = write(tmp_path, raw)
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: "), message
+    return message
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_spaces_load_and_search_something(path: Path) -> None:
+    space = load_space(path)
+    assert space.searched(), "a shipped space must search at least one hyperparameter"
+    assert set(space.params()) == set(DOMAINS)
+    assert space.study_name(path) == space.study.name
+
+
+def test_required_spaces_are_shipped() -> None:
+    names = {p.name for p in SHIPPED}
+    assert {"cifar10_seed_cnn.yaml", "cifar10_full.yaml", "quick.yaml"} <= names
+    assert load_space(ROOT / "search_spaces/cifar10_full.yaml").model.name == "vgg_bn"
+
+
+SECTIONS = {"study", "data", "model", "training", "regularization", "sampler", "pruner"}
+DISTRIBUTION_KEYS = {"type", "low", "high", "log", "step", "choices"}
+
+
+def test_every_key_of_shipped_spaces_is_commented() -> None:
+    for path in SHIPPED:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            key = line.strip().split(":")[0]
+            if ":" not in line or line.lstrip().startswith("#") or key in SECTIONS | DISTRIBUTION_KEYS:
+                continue
+            assert "#" in line, f"{path.name}:{number}: key {key!r} has no comment"
+
+
+def test_distributions_and_fixed_values_parse(tmp_path: Path) -> None:
+    space = load_space(write(tmp_path, {
+        "regularization": {
+            "l2": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+            "early_stopping_patience": {"type": "int", "low": 1, "high": 5},
+            "batch_norm": {"type": "categorical", "choices": [True, False]},
+            "rotation": 10,
+        },
+        "training": {"optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}},
+    }))
+    searched = space.searched()
+    assert isinstance(searched["l2"], FloatDistribution) and searched["l2"].log
+    assert isinstance(searched["early_stopping_patience"], IntDistribution)
+    assert isinstance(searched["batch_norm"], CategoricalDistribution)
+    assert set(searched) == {"l2", "early_stopping_patience", "batch_norm", "optimizer"}
+    params = space.params()
+    assert params["rotation"] == 10.0 and isinstance(params["rotation"], float)
+    assert params["dropout"] == 0.0 and params["learning_rate"] == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "problem"),
+    [
+        ({"regularizaton": {}}, "regularizaton", "unknown key"),
+        ({"regularization": {"l3": 0.1}}, "regularization.l3", "unknown key"),
+        ({"study": {"trials": "many"}}, "study.trials", "integer"),
+        ({"regularization": {"dropout": 1.0}}, "regularization.dropout", "must be < 1, got 1.0"),
+        ({"regularization": {"dropout": {"type": "float", "low": 0.1, "high": 1.2}}}, "regularization.dropout", "high must be < 1"),
+        ({"regularization": {"l2": {"type": "float", "low": 0.1, "high": 0.01}}}, "regularization.l2", "low <= high must hold"),
+        ({"regularization": {"l2": {"type": "float", "low": 0.0, "high": 0.01, "log": True}}}, "regularization.l2", "log scale needs low > 0"),
+        ({"regularization": {"early_stopping_patience": -1}}, "regularization.early_stopping_patience", "must be >= 0"),
+        ({"regularization": {"early_stopping_patience": {"type": "float", "low": 1, "high": 3}}}, "regularization.early_stopping_patience", "needs type 'int'"),
+        ({"regularization": {"batch_norm": "yes"}}, "regularization.batch_norm", "true or false"),
+        ({"regularization": {"l2": {"type": "normal", "low": 0, "high": 1}}}, "regularization.l2", "'type' must be one of"),
+        ({"regularization": {"l2": {"type": "float", "low": 0, "high": 1, "scale": 2}}}, "regularization.l2.scale", "unknown key"),
+        ({"model": {"name": "resnet"}}, "model.name", "unknown model 'resnet'"),
+        ({"study": {"pruner": {"type": "patient"}}}, "study.pruner.type", "'none', 'median', 'successive_halving' or 'hyperband'"),
+        ({"training": {"optimizer": "adagrad"}}, "training.optimizer", "must be one of"),
+        ({"data": {"validation_size": 1.5}}, "data.validation_size", "fraction must be < 1"),
+        ({"diagnosis": {"overfit_gapp": 0.3}}, "diagnosis", "unknown threshold"),
+        ({"diagnosis": {"overfit_gap": -0.1}}, "diagnosis", "overfit_gap: must be a number >= 0"),
+    ],
+)
+def test_each_mistake_names_file_key_and_problem(tmp_path: Path, raw: dict, key: str, problem: str) -> None:
+    message = error_of(tmp_path, raw)
+    assert f": {key}: " in message, message
+    assert problem in message, message
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(SpaceError, match="cannot read"):
+        load_space(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("study: [unclosed\n")
+    with pytest.raises(SpaceError, match=f"{bad}: not valid YAML"):
+        load_space(bad)
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(SpaceError, match="expected a mapping"):
+        load_space(tmp_path / "list.yaml")
+
+
+def test_dump_round_trips_and_fixing_params(tmp_path: Path) -> None:
+    space = load_space(ROOT / "search_spaces/quick.yaml")
+    fixed = space.with_fixed({"l2": 0.003, "dropout": 0.25}, study_name="quick-best")
+    assert fixed.searched() == {}
+    assert fixed.params()["l2"] == 0.003 and fixed.study.trials == 1 and not fixed.study.baseline
+    path = tmp_path / "fixed.yaml"
+    path.write_text(dump_space(fixed, "header line"))
+    assert path.read_text().startswith("# header line\n")
+    assert load_space(path) == fixed
+
+
+def test_overrides_are_validated(tmp_path: Path) -> None:
+    space = load_space(ROOT / "search_spaces/quick.yaml")
+    assert space.with_overrides(data={"source": "synthetic"}, study={"trials": 3}).study.trials == 3
+    with pytest.raises(Exception):
+        space.with_overrides(study={"trials": 0})
+
+
+def test_baseline_is_seed_000() -> None:
+    assert BASELINE["l2"] == 1e-3 and BASELINE["dropout"] == 0.5
+    assert not BASELINE["flip"] and BASELINE["rotation"] == 0.0 and BASELINE["early_stopping_patience"] == 0

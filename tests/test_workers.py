@@ -1,0 +1,82 @@
+"""Several `tune run` processes on one study: the journal file (one machine), PostgreSQL and
+Redis (several machines) must each hand out distinct trials and keep every result."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import os
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import ROOT, tiny_space, write_space
+from tune.storage import open_storage
+from tune.tracking import ROLE_TAG
+
+TRIALS_PER_WORKER = 2
+WORKERS = 2
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+STORAGES = [
+    pytest.param(None, id="journal-file"),
+    pytest.param("postgresql://root@127.0.0.1:5432/test", id="postgresql", marks=[
+        pytest.mark.services,
+        pytest.mark.skipif(not _answers(5432), reason="no PostgreSQL on 127.0.0.1:5432 (.ci/run checks it)"),
+    ]),
+    pytest.param("redis://127.0.0.1:6379/0", id="redis", marks=[
+        pytest.mark.services,
+        pytest.mark.skipif(not _answers(6379), reason="no Redis on 127.0.0.1:6379 (.ci/run checks it)"),
+    ]),
+]
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_parallel_workers_share_one_study(storage: str | None, tmp_path: Path) -> None:
+    study_name = f"workers-{uuid.uuid4().hex[:8]}"
+    storage = storage or f"journal:{tmp_path / 'mlruns/optuna/journal.log'}"
+    space = write_space(tmp_path / "space.yaml", tiny_space(
+        study={"name": study_name, "trials": TRIALS_PER_WORKER, "pruner": {"type": "none"}},
+        training={"epochs": 2},
+    ))
+    env = {**os.environ, "TUNE_STORE_DIR": str(tmp_path / "mlruns"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tune", "run", str(space), "--storage", storage, "--seed", str(seed)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for seed in range(WORKERS)
+    ]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    try:
+        for worker, (_, err) in zip(workers, outputs):
+            assert worker.returncode == 0, err[-3000:]
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+        trials = study.trials
+        assert len(trials) == WORKERS * TRIALS_PER_WORKER
+        assert sorted(t.number for t in trials) == list(range(len(trials)))
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+        assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
+        client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns/mlflow.db'}")
+        experiment = client.get_experiment_by_name(study_name)
+        parents = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'study'")
+        children = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'")
+        assert len(parents) == WORKERS
+        assert sorted(int(r.data.tags["tune.trial_number"]) for r in children) == list(range(len(trials)))
+        assert {r.data.tags["mlflow.parentRunId"] for r in children} == {p.info.run_id for p in parents}
+    finally:
+        if not storage.startswith("journal:"):
+            optuna.delete_study(study_name=study_name, storage=open_storage(storage))

@@ -1,0 +1,122 @@
+"""The ``tune`` command line. Each command parses its options and calls one recipe; every
+``TuneError`` becomes one message on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from tune.errors import TuneError
+
+app = typer.Typer(
+    help="Find how much regularization a Keras image model needs (Optuna + MLflow).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+Storage = Annotated[
+    str | None,
+    typer.Option(help="Optuna storage: journal:PATH, PATH.log, redis://..., sqlite:///..., postgresql://... "
+                 "[default: journal file under mlruns/optuna/]", envvar="TUNE_STORAGE"),
+]
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db]"),
+]
+
+
+def _user_errors(command: F) -> F:
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TuneError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@app.command()
+@_user_errors
+def run(
+    space: Annotated[Path, typer.Argument(help="search-space YAML file")],
+    trials: Annotated[int | None, typer.Option(min=1, help="trials to run in this process")] = None,
+    timeout: Annotated[float | None, typer.Option(min=1, help="stop starting trials after SECONDS")] = None,
+    data: Annotated[str | None, typer.Option(help="cifar10, synthetic, or a path (image folder, .tar.gz, .npz)")] = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+    study: Annotated[str | None, typer.Option(help="study name [default: from the file]")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampler seed; give each parallel worker its own")] = None,
+) -> None:
+    """Run (or resume) the study a search-space file describes."""
+    from tune.run import RunOverrides, run_study
+
+    _quiet_libraries()
+    overrides = RunOverrides(trials=trials, timeout=timeout, data=data, study=study, seed=seed)
+    result = run_study(space, overrides, storage=storage, tracking_uri=tracking_uri, echo=typer.echo)
+    typer.echo(f"done: {len(result.trials)} trials in study {result.study_name!r}; see them with `make ui`")
+
+
+@app.command()
+@_user_errors
+def export(
+    study_or_space: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
+    out: Annotated[Path | None, typer.Option(help="output YAML [default: mlruns/exports/STUDY-best.yaml]")] = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Write the best trial as a fixed-value config that `tune run` loads directly."""
+    from tune.export import export_best
+
+    _quiet_libraries()
+    path = export_best(study_or_space, storage=storage, tracking_uri=tracking_uri, out=out)
+    typer.echo(str(path))
+
+
+@app.command()
+@_user_errors
+def report(
+    study: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Diagnose every trial of a study: regimes, parameter effects, plots; logged to MLflow."""
+    from tune.export import study_name_of
+    from tune.publish import report_study
+    from tune.report import render_text
+
+    _quiet_libraries()
+    typer.echo(render_text(report_study(study_name_of(study), storage=storage, tracking_uri=tracking_uri)))
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Open the MLflow UI on these stores, bound to 127.0.0.1."""
+    from tune.tracking import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C to stop)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    raise typer.Exit(subprocess.call(command))

@@ -1,0 +1,548 @@
+"""Image-classification data as uint8 numpy arrays, from wherever the user keeps it.
+
+Tuning runs many short trainings on one machine, often offline, so every source is decoded once
+into plain arrays (cached on disk for file sources) and TensorFlow is never needed to read data;
+only the ``cifar10`` source asks Keras, because that is where Keras keeps its download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import numbers
+import os
+import pickle
+import socket
+import tarfile
+import threading
+import zipfile
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+from PIL import Image
+from sklearn.model_selection import train_test_split
+
+from tune.errors import DataError
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+SYNTHETIC_SEED = 0
+SYNTHETIC_DEFAULT_SIZE = 3000
+
+_ACCEPTED = (
+    "expected 'cifar10', 'synthetic' or 'synthetic:N', an image-folder directory or .tar.gz "
+    "(train/<class>/*, test/<class>/*), the official cifar-10-python.tar.gz or its "
+    "cifar-10-batches-py/ folder, or an .npz with x_train, y_train, x_test, y_test"
+)
+_OFFLINE = (
+    "data source 'cifar10': Keras has no cached copy and {host} cannot be reached to download "
+    "it; use an offline source instead: an image-folder directory or .tar.gz "
+    "(e.g. ../shared/data/cifar10-jpeg.tar.gz), the official cifar-10-python.tar.gz or its "
+    "cifar-10-batches-py/ folder, an .npz with x_train, y_train, x_test, y_test, or 'synthetic'"
+)
+_CIFAR10_HOST = ("www.cs.toronto.edu", 443)
+_KERAS_CIFAR10_ARCHIVE = "datasets/cifar-10-batches-py-target_archive"
+_SPLITS = ("train", "test")
+_CIFAR_BATCHES = frozenset(
+    {f"data_batch_{i}" for i in range(1, 6)} | {"test_batch", "batches.meta"}
+)
+_PICKLE_GLOBALS = frozenset({
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+})
+_CACHE_FORMAT = 1
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A whole labelled dataset, test set included, exactly as the source holds it."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Splits:
+    """What tuning sees: the test set is deliberately absent."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def default_cache_dir() -> Path:
+    """Decoded datasets are large, so they live outside the project, where users expect caches."""
+    configured = os.environ.get("TUNE_CACHE_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tune"
+
+
+def load_dataset(source: str, cache_dir: Path | None = None) -> Dataset:
+    """Accept every form users already have CIFAR-like data in, so offline machines can tune too."""
+    if source == "cifar10":
+        return _load_keras_cifar10()
+    if source == "synthetic" or source.startswith("synthetic:"):
+        return _make_synthetic(_synthetic_size(source))
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data source '{source}': no such file or directory ({path.absolute()}); {_ACCEPTED}"
+        )
+    cache_file = (cache_dir or default_cache_dir()) / "datasets" / _cache_name(path)
+    fingerprint = _fingerprint(path, source)
+    cached = _read_cache(cache_file, fingerprint)
+    if cached is not None:
+        return cached
+    dataset = _decode_file_source(path, source)
+    _write_cache(cache_file, fingerprint, dataset)
+    return dataset
+
+
+def read_image_archive(path: Path, limit_per_class: int | None = None) -> Dataset:
+    """Read an image-folder layout from a directory or tar archive.
+
+    ``limit_per_class`` decodes only the first images of each class and split, so checks against
+    a full-size archive stay fast.
+    """
+    return _image_folder(_read_tree(path, str(path)), str(path), limit_per_class)
+
+
+def split_for_tuning(
+    dataset: Dataset, validation_size: int | float, train_subset: int | None, seed: int
+) -> Splits:
+    """Stratify both cuts so small subsets and validation sets still see every class."""
+    _check_validation_size(validation_size, dataset)
+    x_train, x_val, y_train, y_val = _stratified(
+        dataset.x_train, dataset.y_train, seed, test_size=validation_size
+    )
+    if train_subset is not None and train_subset < len(y_train):
+        x_train, _, y_train, _ = _stratified(x_train, y_train, seed, train_size=train_subset)
+    return Splits(x_train, y_train, x_val, y_val, dataset.class_names)
+
+
+def _make_synthetic(n_train: int, seed: int = SYNTHETIC_SEED) -> Dataset:
+    """A CIFAR-shaped task that is learnable yet overfittable, for runs without real data.
+
+    Each class is a grating with a class-specific orientation (5 values) and frequency (2 values)
+    under a jittered Gaussian window; colour, a second random grating and pixel noise carry no
+    label information, so a model must learn spatial structure and can memorise the rest.
+    """
+    n = n_train + n_train // 5
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % 10)
+    theta = (labels % 5) * np.pi / 5 + rng.normal(0, 0.12, n)
+    freq = np.where(labels < 5, 0.12, 0.22) * rng.uniform(0.85, 1.15, n)
+    signal = _gratings(rng, theta, freq, spread=6, width=(5, 9))
+    clutter = _gratings(rng, rng.uniform(0, np.pi, n), rng.uniform(0.08, 0.3, n), 14, (3, 6))
+    x = _colourise(rng, signal, clutter)
+    y = labels.astype(np.int64)
+    names = tuple(f"class_{i}" for i in range(10))
+    source = f"synthetic (seed {seed}, {n_train} training images)"
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], names, source)
+
+
+def _gratings(
+    rng: np.random.Generator,
+    theta: np.ndarray,
+    freq: np.ndarray,
+    spread: float,
+    width: tuple[float, float],
+) -> np.ndarray:
+    """Windowed sinusoids, float32 and broadcast per image so 3,000 images take well under 1 s."""
+    n = len(theta)
+
+    def per_image(values: np.ndarray) -> np.ndarray:
+        return values.astype(np.float32)[:, None, None]
+
+    grid = np.arange(32, dtype=np.float32) - 15.5
+    xx, yy = grid[None, None, :], grid[None, :, None]
+    t, f = per_image(theta), per_image(freq)
+    phase = per_image(rng.uniform(0, 2 * np.pi, n))
+    wave = np.sin((xx * np.cos(t) + yy * np.sin(t)) * (2 * np.pi) * f + phase)
+    cx, cy = per_image(rng.uniform(-spread, spread, n)), per_image(rng.uniform(-spread, spread, n))
+    sigma = per_image(rng.uniform(*width, n))
+    return wave * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
+
+
+def _colourise(rng: np.random.Generator, signal: np.ndarray, clutter: np.ndarray) -> np.ndarray:
+    """Channel by channel, reusing one noise buffer: fresh large arrays cost more than the maths."""
+    n = len(signal)
+    colours = rng.uniform(0.3, 1.0, (3, n, 1, 1, 3)).astype(np.float32)
+    background, signal_colour, clutter_colour = colours
+    x = np.empty((n, 32, 32, 3), np.uint8)
+    noise = np.empty((n, 32, 32), np.float32)
+    for c in range(3):
+        rng.standard_normal(out=noise, dtype=np.float32)
+        channel = 0.2 + 0.6 * background[..., c] + 0.13 * noise
+        channel += 0.35 * (signal * signal_colour[..., c] + clutter * clutter_colour[..., c])
+        x[..., c] = np.clip(channel * 255 + 0.5, 0, 255)
+    return x
+
+
+def _synthetic_size(source: str) -> int:
+    if source == "synthetic":
+        return SYNTHETIC_DEFAULT_SIZE
+    size = source.removeprefix("synthetic:")
+    if not size.isdigit() or int(size) < 10:
+        raise DataError(
+            f"data source '{source}': 'synthetic:N' needs N, the number of training images, "
+            "as a whole number of at least 10"
+        )
+    return int(size)
+
+
+def _load_keras_cifar10() -> Dataset:
+    """Probe before asking Keras, whose download would otherwise hang or fail obscurely offline."""
+    if not _keras_cifar10_cached() and not _reachable(*_CIFAR10_HOST):
+        raise DataError(_OFFLINE.format(host=_CIFAR10_HOST[0]))
+    from keras.datasets import cifar10
+
+    try:
+        (x_train, y_train), (x_test, y_test) = cifar10.load_data()
+    except Exception as exc:  # Keras reports failed downloads as a bare Exception.
+        raise DataError(f"data source 'cifar10': Keras could not load CIFAR-10: {exc}") from exc
+    return Dataset(
+        x_train, _labels(y_train), x_test, _labels(y_test), CIFAR10_CLASSES, "keras CIFAR-10"
+    )
+
+
+def _keras_cifar10_cached() -> bool:
+    """Where keras 3 ``get_file`` keeps the archive: $KERAS_HOME, ~/.keras, or its /tmp fallback."""
+    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return any((base / _KERAS_CIFAR10_ARCHIVE).exists() for base in (home, Path("/tmp/.keras")))
+
+
+def _reachable(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Probe in a daemon thread: the socket timeout does not bound a DNS lookup that hangs."""
+    answers: list[bool] = []
+    probe = threading.Thread(
+        target=lambda: answers.append(_connects(host, port, timeout)), daemon=True
+    )
+    probe.start()
+    probe.join(timeout)
+    return answers == [True]
+
+
+def _connects(host: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _describe(kind: str, source: str) -> str:
+    return f"{kind} {Path(source).expanduser().absolute()}"
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    return np.asarray(y).reshape(-1).astype(np.int64)
+
+
+def _decode_file_source(path: Path, source: str) -> Dataset:
+    if path.is_file() and path.suffix == ".npz":
+        return _read_npz(path, source)
+    files = _read_tree(path, source)
+    if any(PurePosixPath(name).name == "data_batch_1" for name in files):
+        return _cifar_python(files, source)
+    return _image_folder(files, source, None)
+
+
+def _read_tree(path: Path, source: str) -> dict[str, bytes]:
+    """The contents of the files a layout could use, keyed by posix path inside the source."""
+    if path.is_dir():
+        return _read_dir(path, source)
+    if path.is_file() and tarfile.is_tarfile(path):
+        return _read_tar(path, source)
+    raise DataError(f"data source '{source}': not a directory, tar archive or .npz; {_ACCEPTED}")
+
+
+def _wanted(name: str) -> bool:
+    """Image-folder members (optionally one folder down) and CIFAR batches; never hidden files."""
+    parts = PurePosixPath(name).parts
+    if not parts or any(part.startswith(".") or part == "__MACOSX" for part in parts):
+        return False
+    in_layout = len(parts) in (3, 4) and parts[-3] in _SPLITS
+    return parts[-1] in _CIFAR_BATCHES or in_layout
+
+
+def _dir_names(root: Path) -> list[str]:
+    """Files at most four levels down: deep enough for every layout, bounded on a wrong path."""
+    found = (p for depth in range(1, 5) for p in root.glob("/".join(["*"] * depth)))
+    names = (p.relative_to(root).as_posix() for p in found if p.is_file())
+    return sorted(name for name in names if _wanted(name))
+
+
+def _read_dir(root: Path, source: str) -> dict[str, bytes]:
+    try:
+        return {name: (root / name).read_bytes() for name in _dir_names(root)}
+    except OSError as exc:
+        raise DataError(f"data source '{source}': cannot read {exc.filename}: {exc}") from exc
+
+
+def _read_tar(path: Path, source: str) -> dict[str, bytes]:
+    """One streaming pass and no extraction: gzip cannot seek, and the disk space is not ours."""
+    files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            for member in tar:
+                if member.isfile() and _wanted(member.name):
+                    files[PurePosixPath(member.name).as_posix()] = tar.extractfile(member).read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DataError(f"data source '{source}': cannot read the archive: {exc}") from exc
+    return files
+
+
+def _image_folder(files: Mapping[str, bytes], source: str, limit: int | None) -> Dataset:
+    layout = _layout(files, source)
+    class_names = tuple(sorted(layout["train"]))
+    if tuple(sorted(layout["test"])) != class_names:
+        raise DataError(
+            f"data source '{source}': test/ classes {sorted(layout['test'])} differ from "
+            f"train/ classes {list(class_names)}"
+        )
+    x_train, y_train = _decode_split(files, layout["train"], class_names, source, limit)
+    x_test, y_test = _decode_split(files, layout["test"], class_names, source, limit)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(
+            f"data source '{source}': train images are {x_train.shape[1:3]} but test images are "
+            f"{x_test.shape[1:3]}; all images must be the same size"
+        )
+    return Dataset(x_train, y_train, x_test, y_test, class_names, _describe("image folder", source))
+
+
+def _layout(files: Mapping[str, bytes], source: str) -> dict[str, dict[str, list[str]]]:
+    """split -> class -> sorted member names, checking everything sits under one top folder."""
+    layout: dict[str, dict[str, list[str]]] = {split: defaultdict(list) for split in _SPLITS}
+    tops: set[tuple[str, ...]] = set()
+    for name in sorted(files):
+        parts = PurePosixPath(name).parts
+        if _is_image_name(parts[-1]):
+            layout[parts[-3]][parts[-2]].append(name)
+            tops.add(parts[:-3])
+    for split in _SPLITS:
+        if not layout[split]:
+            raise DataError(
+                f"data source '{source}': no '{split}/' folder with class sub-folders of images "
+                f"found; {_ACCEPTED}"
+            )
+    if len(tops) > 1:
+        folders = sorted("/".join(top) + "/" if top else "./" for top in tops)
+        raise DataError(f"data source '{source}': images under several top folders {folders}")
+    return layout
+
+
+def _is_image_name(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in Image.registered_extensions()
+
+
+def _decode_split(
+    files: Mapping[str, bytes],
+    classes: Mapping[str, list[str]],
+    class_names: tuple[str, ...],
+    source: str,
+    limit: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    chosen = [(name, i) for i, cls in enumerate(class_names) for name in classes[cls][:limit]]
+    images = [_decode_image(files[name], name, source) for name, _ in chosen]
+    labels = np.array([label for _, label in chosen], dtype=np.int64)
+    return _stack(images, [name for name, _ in chosen], source), labels
+
+
+def _decode_image(data: bytes, name: str, source: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(f"data source '{source}': cannot decode image '{name}': {exc}") from exc
+
+
+def _stack(images: list[np.ndarray], names: list[str], source: str) -> np.ndarray:
+    for image, name in zip(images, names):
+        if image.shape != images[0].shape:
+            raise DataError(
+                f"data source '{source}': image '{name}' is {image.shape[:2]} but '{names[0]}' is "
+                f"{images[0].shape[:2]}; all images must be the same size"
+            )
+    return np.stack(images)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """CIFAR batches are pickles; allowing only numpy globals keeps a bad file from running code."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in _PICKLE_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load '{module}.{name}'")
+
+
+def _unpickle(files: Mapping[str, bytes], batch: str, source: str) -> dict[bytes, object]:
+    member = next((name for name in files if PurePosixPath(name).name == batch), None)
+    if member is None:
+        raise DataError(f"data source '{source}': CIFAR batches found but '{batch}' is missing")
+    try:
+        content = _ArrayUnpickler(io.BytesIO(files[member]), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise DataError(
+            f"data source '{source}': cannot read CIFAR batch '{member}': {exc}"
+        ) from exc
+    if not isinstance(content, dict):
+        raise DataError(f"data source '{source}': CIFAR batch '{member}' is not a dict")
+    return content
+
+
+def _field(content: dict[bytes, object], key: bytes, batch: str, source: str) -> object:
+    if key not in content:
+        raise DataError(f"data source '{source}': CIFAR batch '{batch}' has no {key.decode()!r}")
+    return content[key]
+
+
+def _cifar_batches(
+    files: Mapping[str, bytes], batches: list[str], source: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows are 3072 bytes in channel-major order: reshape to CHW, then move channels last."""
+    x_parts, y_parts = [], []
+    for batch in batches:
+        content = _unpickle(files, batch, source)
+        rows = np.asarray(_field(content, b"data", batch, source), np.uint8)
+        if rows.ndim != 2 or rows.shape[1] != 3 * 32 * 32:
+            raise DataError(
+                f"data source '{source}': CIFAR batch '{batch}' holds data of shape {rows.shape}; "
+                "expected rows of 3072 bytes"
+            )
+        x_parts.append(rows.reshape(-1, 3, 32, 32))
+        y_parts.append(_labels(_field(content, b"labels", batch, source)))
+    return np.concatenate(x_parts).transpose(0, 2, 3, 1), np.concatenate(y_parts)
+
+
+def _cifar_python(files: Mapping[str, bytes], source: str) -> Dataset:
+    x_train, y_train = _cifar_batches(files, [f"data_batch_{i}" for i in range(1, 6)], source)
+    x_test, y_test = _cifar_batches(files, ["test_batch"], source)
+    meta = _unpickle(files, "batches.meta", source)
+    names = tuple(name.decode() for name in _field(meta, b"label_names", "batches.meta", source))
+    description = _describe("CIFAR-10 python batches", source)
+    return Dataset(x_train, y_train, x_test, y_test, names, description)
+
+
+def _read_npz(path: Path, source: str) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [key for key in _NPZ_KEYS if key not in npz.files]
+            if missing:
+                raise DataError(
+                    f"data source '{source}': .npz lacks {', '.join(missing)}; "
+                    f"needs {', '.join(_NPZ_KEYS)}"
+                )
+            arrays = {key: npz[key] for key in _NPZ_KEYS}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"data source '{source}': cannot read the .npz: {exc}") from exc
+    for split in _SPLITS:
+        _check_npz_split(arrays[f"x_{split}"], arrays[f"y_{split}"], split, source)
+    y_train, y_test = _labels(arrays["y_train"]), _labels(arrays["y_test"])
+    names = tuple(str(i) for i in range(int(max(y_train.max(), y_test.max())) + 1))
+    x_train, x_test = arrays["x_train"], arrays["x_test"]
+    return Dataset(x_train, y_train, x_test, y_test, names, _describe("npz", source))
+
+
+def _check_npz_split(x: np.ndarray, y: np.ndarray, split: str, source: str) -> None:
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or len(x) == 0:
+        raise DataError(
+            f"data source '{source}': 'x_{split}' is {x.dtype} of shape {x.shape}; "
+            "expected uint8 of shape (N, height, width, 3) with N > 0"
+        )
+    if y.dtype.kind not in "iu" or y.shape not in ((len(x),), (len(x), 1)) or y.min() < 0:
+        raise DataError(
+            f"data source '{source}': 'y_{split}' is {y.dtype} of shape {y.shape}; expected "
+            f"{len(x)} non-negative integer labels, shape (N,) or (N, 1)"
+        )
+
+
+def _cache_name(path: Path) -> str:
+    """One file per source path, so an edited source replaces its cache instead of adding one."""
+    path = path.absolute()
+    return f"{path.name}-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.npz"
+
+
+def _fingerprint(path: Path, source: str) -> str:
+    """Size and mtime of every input file: cheap to take, and changes whenever the data does."""
+    inputs = [path / name for name in _dir_names(path)] if path.is_dir() else [path]
+    try:
+        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in inputs]
+    except OSError as exc:
+        raise DataError(f"data source '{source}': cannot read {exc.filename}: {exc}") from exc
+    return hashlib.sha256(json.dumps([_CACHE_FORMAT, stats]).encode()).hexdigest()
+
+
+def _read_cache(file: Path, fingerprint: str) -> Dataset | None:
+    """A stale or unreadable cache is just a miss: the source is decoded and the cache rewritten."""
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            if str(npz["fingerprint"]) != fingerprint:
+                return None
+            arrays = {key: npz[key] for key in (*_NPZ_KEYS, "class_names", "source")}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        _log.warning("ignoring unreadable dataset cache %s: %s", file, exc)
+        return None
+    names = tuple(str(name) for name in arrays.pop("class_names"))
+    source = str(arrays.pop("source"))
+    return Dataset(**arrays, class_names=names, source=source)
+
+
+def _write_cache(file: Path, fingerprint: str, dataset: Dataset) -> None:
+    """Atomic (temp file + rename) so a crash or a parallel writer never leaves a torn cache."""
+    arrays = {key: getattr(dataset, key) for key in _NPZ_KEYS}
+    arrays.update(class_names=np.array(dataset.class_names), source=np.array(dataset.source))
+    temp = file.with_name(f"{file.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        with temp.open("wb") as out:
+            np.savez(out, **arrays, fingerprint=fingerprint)
+        os.replace(temp, file)
+    except OSError as exc:
+        _log.warning("could not write dataset cache %s: %s", file, exc)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _check_validation_size(validation_size: int | float, dataset: Dataset) -> None:
+    n, n_classes = len(dataset.y_train), len(np.unique(dataset.y_train))
+    if isinstance(validation_size, bool) or not isinstance(validation_size, numbers.Real):
+        raise DataError(f"validation_size {validation_size!r}: expected an int or a float")
+    is_count = isinstance(validation_size, numbers.Integral)
+    if not is_count and not 0 < validation_size < 1:
+        raise DataError(f"validation_size {validation_size}: a fraction must be between 0 and 1")
+    n_val = int(validation_size) if is_count else int(np.ceil(validation_size * n))
+    if not 1 <= n_val <= n - n_classes:
+        raise DataError(
+            f"validation_size {validation_size!r}: takes {n_val} of {n} training images, but at "
+            f"least one must remain for each of the {n_classes} classes and one go to validation"
+        )
+
+
+def _stratified(
+    x: np.ndarray, y: np.ndarray, seed: int, **size: int | float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    try:
+        return train_test_split(x, y, **size, stratify=y, random_state=seed)
+    except ValueError as exc:
+        raise DataError(f"cannot split {len(y)} images with {size}: {exc}") from exc

@@ -1,0 +1,28 @@
+"""Errors a user can act on.
+
+Every problem caused by input (a search-space file, a data source, a storage URL) is raised as a
+``TuneError``; the CLI prints its message on one line and exits with status 2, so a traceback
+always means a bug in ``tune`` itself.
+"""
+
+from __future__ import annotations
+
+
+class TuneError(Exception):
+    """Base of all errors caused by the user's input or environment."""
+
+
+class SpaceError(TuneError):
+    """A search-space file is missing, unreadable or invalid."""
+
+
+class DataError(TuneError):
+    """A data source cannot be found, read or understood."""
+
+
+class StudyError(TuneError):
+    """A study or its storage cannot be opened, or holds nothing to use."""
+
+
+class TrainingDiverged(TuneError):
+    """Training produced a non-finite loss; the trial is failed, the study goes on."""

@@ -1,0 +1,147 @@
+"""The CNNs ``tune`` searches over, each with every regularizer switchable from a plain mapping.
+
+Regularizer strengths of zero leave the corresponding layer out, so an "all off" model is the plain
+reference architecture and its parameter count and speed are not affected by unused switches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+
+from tune.catalog import MODEL_NAMES
+from tune.layers import DropConnectDense
+
+__all__ = ["MODEL_NAMES", "build_model"]
+
+Tensor = Any
+
+
+def build_model(
+    name: str,
+    params: Mapping[str, Any],
+    input_shape: tuple[int, int, int] = (32, 32, 3),
+    num_classes: int = 10,
+) -> keras.Model:
+    """Build an uncompiled model taking uint8 images, so tf.data never materializes floats."""
+    if name not in _BODIES:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+    inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
+    features = _BODIES[name](_preprocess(inputs, params), params)
+    outputs = keras.layers.Dense(
+        num_classes,
+        activation="softmax",
+        kernel_regularizer=_kernel_regularizer(params),
+        dtype="float32",
+        name="predictions",
+    )(features)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _preprocess(inputs: Tensor, params: Mapping[str, Any]) -> Tensor:
+    """Rescale, augment and add noise in float32 under any policy: these layers do little math,
+    so full precision for interpolated pixels and small noise is nearly free; the first conv
+    casts to the compute dtype."""
+    x = keras.layers.Rescaling(1.0 / 255.0, dtype="float32")(inputs)
+    for layer in _augmentation_layers(params):
+        x = layer(x)
+    if params["input_noise"] > 0:
+        x = keras.layers.GaussianNoise(params["input_noise"], dtype="float32")(x)
+    return x
+
+
+def _augmentation_layers(params: Mapping[str, Any]) -> list[keras.layers.Layer]:
+    layers: list[keras.layers.Layer] = []
+    if params["flip"]:
+        layers.append(keras.layers.RandomFlip("horizontal", dtype="float32"))
+    if params["rotation"] > 0:
+        layers.append(keras.layers.RandomRotation(params["rotation"] / 360.0, dtype="float32"))
+    if params["width_shift"] > 0 or params["height_shift"] > 0:
+        layers.append(
+            keras.layers.RandomTranslation(
+                params["height_shift"], params["width_shift"], dtype="float32"
+            )
+        )
+    if params["zoom"] > 0:
+        zoom = params["zoom"]
+        layers.append(keras.layers.RandomZoom(height_factor=(-zoom, zoom), dtype="float32"))
+    return layers
+
+
+def _seed_cnn(x: Tensor, params: Mapping[str, Any]) -> Tensor:
+    """The project's seed-000 reference CNN, so that a study can start from a known baseline."""
+    x = _conv_unit(x, 32, params, padding="valid")
+    x = keras.layers.MaxPooling2D()(x)
+    x = _conv_unit(x, 64, params, padding="valid")
+    x = keras.layers.MaxPooling2D()(x)
+    x = _conv_unit(x, 64, params, padding="valid")
+    x = keras.layers.Flatten()(x)
+    return _dense_head(x, 64, params)
+
+
+def _vgg_bn(x: Tensor, params: Mapping[str, Any]) -> Tensor:
+    """A VGG-style net with enough capacity to overfit CIFAR-10, so regularization matters.
+
+    Flatten rather than global average pooling keeps the head large, which is where DropConnect
+    and weight decay have something to act on.
+    """
+    for filters in (32, 64, 128):
+        x = _conv_unit(x, filters, params, padding="same")
+        x = _conv_unit(x, filters, params, padding="same")
+        x = keras.layers.MaxPooling2D()(x)
+        x = _dropout(x, params)
+    x = keras.layers.Flatten()(x)
+    return _dense_head(x, 128, params)
+
+
+def _conv_unit(x: Tensor, filters: int, params: Mapping[str, Any], *, padding: str) -> Tensor:
+    """Conv 3x3, then BN (if on) and ReLU; the conv has no bias under BN, whose beta replaces it."""
+    x = keras.layers.Conv2D(
+        filters,
+        3,
+        padding=padding,
+        use_bias=not params["batch_norm"],
+        kernel_regularizer=_kernel_regularizer(params),
+    )(x)
+    return _normalize_and_activate(x, params)
+
+
+def _dense_head(x: Tensor, units: int, params: Mapping[str, Any]) -> Tensor:
+    """Hidden dense layer, BN (if on), ReLU, then Dropout."""
+    x = _hidden_dense(units, params)(x)
+    return _dropout(_normalize_and_activate(x, params), params)
+
+
+def _hidden_dense(units: int, params: Mapping[str, Any]) -> keras.layers.Layer:
+    use_bias = not params["batch_norm"]
+    regularizer = _kernel_regularizer(params)
+    if params["dropconnect"] > 0:
+        return DropConnectDense(
+            units, rate=params["dropconnect"], use_bias=use_bias, kernel_regularizer=regularizer
+        )
+    return keras.layers.Dense(units, use_bias=use_bias, kernel_regularizer=regularizer)
+
+
+def _normalize_and_activate(x: Tensor, params: Mapping[str, Any]) -> Tensor:
+    if params["batch_norm"]:
+        x = keras.layers.BatchNormalization()(x)
+    return keras.layers.ReLU()(x)
+
+
+def _dropout(x: Tensor, params: Mapping[str, Any]) -> Tensor:
+    return keras.layers.Dropout(params["dropout"])(x) if params["dropout"] > 0 else x
+
+
+def _kernel_regularizer(params: Mapping[str, Any]) -> keras.regularizers.Regularizer | None:
+    """One L1/L2 penalty for kernels only: decaying biases or BN parameters would only hurt fit."""
+    if params["l1"] == 0 and params["l2"] == 0:
+        return None
+    return keras.regularizers.L1L2(l1=params["l1"], l2=params["l2"])
+
+
+_BODIES: dict[str, Callable[[Tensor, Mapping[str, Any]], Tensor]] = {
+    "seed_cnn": _seed_cnn,
+    "vgg_bn": _vgg_bn,
+}

@@ -1,0 +1,89 @@
+"""``tune run``: the recipe from a search-space file to a finished (or resumed) study."""
+
+from __future__ import annotations
+
+import socket
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from tune.datasets import Splits, load_dataset, split_for_tuning
+from tune.errors import TrainingDiverged
+from tune.objective import OBJECTIVE, TrialContext, make_objective
+from tune.provenance import provenance_tags
+from tune.publish import publish_report
+from tune.report import render_text
+from tune.search_space import SearchSpace, dump_space, load_space
+from tune.storage import default_storage_url, redact
+from tune.study import open_study
+from tune.tracking import Tracker
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOverrides:
+    """Command-line values that take precedence over the search-space file."""
+
+    trials: int | None = None
+    timeout: float | None = None
+    data: str | None = None
+    study: str | None = None
+    seed: int | None = None
+
+
+def resolve_space(path: Path, overrides: RunOverrides) -> SearchSpace:
+    """The file's space with the overrides applied, validated before any store is touched."""
+    space = load_space(path).with_overrides(
+        study={"trials": overrides.trials, "timeout": overrides.timeout, "name": overrides.study},
+        data={"source": overrides.data},
+    )
+    if overrides.seed is not None:
+        space = space.with_overrides(study={"sampler": {**space.study.sampler.model_dump(), "seed": overrides.seed}})
+    return space
+
+
+def load_splits(space: SearchSpace) -> Splits:
+    data = space.data
+    return split_for_tuning(load_dataset(data.source), data.validation_size, data.train_subset, data.seed)
+
+
+def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    value = f"{OBJECTIVE}={trial.value:.4f}" if trial.value is not None else f"{'':>{len(OBJECTIVE) + 7}}"
+    epochs = len(trial.intermediate_values)
+    regime = trial.user_attrs.get("regime", "-")
+    best = " *best*" if trial.value is not None and trial.number == study.best_trial.number else ""
+    return f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} {regime}{best}"
+
+
+def run_study(path: Path, overrides: RunOverrides, *, storage: str | None, tracking_uri: str | None, echo: Echo = print) -> optuna.Study:
+    space = resolve_space(path, overrides)
+    name = space.study_name(path)
+    splits = load_splits(space)
+    echo(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, model {space.model.name}")
+    study = open_study(space, name, storage, str(path))
+    tracker = Tracker(name, tracking_uri)
+    parent = tracker.start_parent(
+        f"{name}@{socket.gethostname()}:{os.getpid()}",
+        params=space.to_dict(),
+        tags={**provenance_tags(), "tune.storage": redact(storage or default_storage_url()), "tune.space_file": str(path)},
+    )
+    tracker.log_text(parent, dump_space(space), "search_space.yaml")
+    ctx = TrialContext(space, splits, tracker, parent, name, space.study.sampler.seed or 0)
+    status = "FAILED"
+    try:
+        study.optimize(
+            make_objective(ctx), n_trials=space.study.trials, timeout=space.study.timeout,
+            catch=(TrainingDiverged,), gc_after_trial=True, callbacks=[lambda s, t: echo(_trial_line(s, t))],
+        )
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        echo(render_text(publish_report(study, tracker, parent)))
+        tracker.finish_parent(parent, status)
+    return study

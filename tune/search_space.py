@@ -1,0 +1,312 @@
+"""Search-space files: the schema, its validation, and conversion back to YAML.
+
+A search-space YAML holds a whole study (what to search, the model, the data, training and study
+settings), so a study can be re-run, resumed or exported from one file. Every hyperparameter is
+either a fixed value or a distribution; an exported config is the same schema with every value
+fixed. Allowed values are declared once, as data, in ``DOMAINS``; every check happens here, before
+any store is opened, so a bad file never leaves a half-created study behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from tune.catalog import MODEL_NAMES, OPTIMIZER_NAMES, PRECISIONS
+from tune.diagnosis import Thresholds
+from tune.errors import SpaceError
+
+Scalar = Union[bool, int, float, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """The values a hyperparameter may take, whether fixed or searched."""
+
+    kind: type
+    default: Scalar
+    help: str
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: Any) -> str | None:
+        """Return a problem with ``value`` or None; used for fixed values and range ends alike."""
+        if self.kind is bool:
+            return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+        if self.kind is str:
+            return None if value in self.choices else f"must be one of {list(self.choices)}, got {value!r}"
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number, got {value!r}"
+        if self.kind is int and not float(value).is_integer():
+            return f"must be an integer, got {value!r}"
+        if not math.isfinite(value):
+            return f"must be finite, got {value!r}"
+        if self.low is not None and value < self.low:
+            return f"must be >= {self.low:g}, got {value!r}"
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return f"must be {'<' if self.high_open else '<='} {self.high:g}, got {value!r}"
+        return None
+
+
+REGULARIZATION_DOMAINS: dict[str, Domain] = {
+    "l1": Domain(float, 0.0, "L1 lambda on every conv and dense kernel (not biases or BN)", low=0),
+    "l2": Domain(float, 0.0, "L2 lambda on every conv and dense kernel (not biases or BN)", low=0),
+    "dropout": Domain(float, 0.0, "dropout rate of the dense head (and of each conv block in vgg_bn)", low=0, high=1, high_open=True),
+    "dropconnect": Domain(float, 0.0, "DropConnect rate: fraction of hidden dense WEIGHTS dropped per step", low=0, high=1, high_open=True),
+    "input_noise": Domain(float, 0.0, "stddev of Gaussian noise added to inputs scaled to [0, 1]", low=0),
+    "batch_norm": Domain(bool, False, "batch normalization after every conv and hidden dense layer"),
+    "flip": Domain(bool, False, "random horizontal flips"),
+    "rotation": Domain(float, 0.0, "random rotation range in degrees", low=0, high=180),
+    "width_shift": Domain(float, 0.0, "random horizontal shift, fraction of the width", low=0, high=1, high_open=True),
+    "height_shift": Domain(float, 0.0, "random vertical shift, fraction of the height", low=0, high=1, high_open=True),
+    "zoom": Domain(float, 0.0, "random zoom range, fraction (0.1 = zoom between 0.9x and 1.1x)", low=0, high=1, high_open=True),
+    "early_stopping_patience": Domain(int, 0, "epochs without val-loss improvement before stopping; 0 = off", low=0),
+}
+TRAINING_DOMAINS: dict[str, Domain] = {
+    "learning_rate": Domain(float, 1e-3, "optimizer learning rate", low=1e-12),
+    "batch_size": Domain(int, 64, "images per training step", low=1),
+    "optimizer": Domain(str, "adam", "optimizer", choices=OPTIMIZER_NAMES),
+}
+DOMAINS: dict[str, Domain] = {**REGULARIZATION_DOMAINS, **TRAINING_DOMAINS}
+
+# Seed 000's own configuration (L2 1e-3, dropout 0.5, Adam 1e-3, nothing else): every study's
+# first trial, so any result can be compared with the reference recipe.
+BASELINE: dict[str, Scalar] = {
+    **{name: domain.default for name, domain in REGULARIZATION_DOMAINS.items()},
+    "l2": 1e-3,
+    "dropout": 0.5,
+    "learning_rate": 1e-3,
+    "optimizer": "adam",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FloatDistribution(_Strict):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+
+
+class IntDistribution(_Strict):
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+
+
+class CategoricalDistribution(_Strict):
+    type: Literal["categorical"]
+    choices: list[Scalar] = Field(min_length=1)
+
+
+Distribution = Union[FloatDistribution, IntDistribution, CategoricalDistribution]
+ParamSpec = Union[Distribution, Scalar]
+_DISTRIBUTIONS = {"float": FloatDistribution, "int": IntDistribution, "categorical": CategoricalDistribution}
+
+
+def _raise(problem: str | None) -> None:
+    if problem:
+        raise ValueError(problem)
+
+
+def _parse_distribution(domain: Domain, raw: dict[str, Any]) -> Distribution:
+    kind = raw.get("type")
+    if kind not in _DISTRIBUTIONS:
+        raise ValueError(f"'type' must be one of {list(_DISTRIBUTIONS)}, got {kind!r}")
+    dist = _DISTRIBUTIONS[kind].model_validate(raw)
+    if isinstance(dist, CategoricalDistribution):
+        for choice in dist.choices:
+            _raise(domain.check(choice) and f"choice {choice!r} {domain.check(choice)}")
+        return dist
+    _raise(domain.kind not in (int, float) and f"a {domain.kind.__name__} parameter can only be fixed or categorical")
+    _raise(domain.kind is int and kind == "float" and "an integer parameter needs type 'int'")
+    _raise(dist.low > dist.high and f"low <= high must hold, got low={dist.low!r}, high={dist.high!r}")
+    _raise(dist.log and dist.low <= 0 and f"log scale needs low > 0, got low={dist.low!r}")
+    _raise(dist.log and kind == "float" and dist.step is not None and "log and step cannot be combined")
+    _raise(dist.step is not None and dist.step <= 0 and f"step must be > 0, got {dist.step!r}")
+    for end in ("low", "high"):
+        problem = domain.check(getattr(dist, end))
+        _raise(problem and f"{end} {problem}")
+    return dist
+
+
+def parse_param(name: str, raw: Any) -> ParamSpec:
+    """A fixed value or a distribution mapping, checked against the parameter's domain."""
+    domain = DOMAINS[name]
+    if isinstance(raw, dict):
+        return _parse_distribution(domain, raw)
+    _raise(domain.check(raw))
+    return domain.kind(raw) if domain.kind in (int, float) else raw
+
+
+class _ParamSection(_Strict):
+    @field_validator("*", mode="before")
+    @classmethod
+    def _check(cls, raw: Any, info: Any) -> Any:
+        return raw if info.field_name not in DOMAINS else parse_param(info.field_name, raw)
+
+
+def _param_fields(domains: dict[str, Domain]) -> dict[str, Any]:
+    return {name: (ParamSpec, Field(default=d.default, description=d.help)) for name, d in domains.items()}
+
+
+class SamplerSettings(_Strict):
+    type: Literal["tpe", "random", "qmc"] = "tpe"
+    seed: int | None = 0
+    n_startup_trials: int = Field(10, ge=0)
+    multivariate: bool = True
+
+
+class PrunerSettings(_Strict):
+    type: Literal["none", "median", "successive_halving", "hyperband"] = "median"
+    n_startup_trials: int = Field(5, ge=0)
+    n_warmup_steps: int = Field(1, ge=0)
+    min_resource: int = Field(1, ge=1)
+    reduction_factor: int = Field(3, ge=2)
+
+
+class StudySettings(_Strict):
+    name: str | None = Field(None, min_length=1)
+    direction: Literal["minimize"] = "minimize"
+    trials: int = Field(20, ge=1)
+    timeout: float | None = Field(None, gt=0)
+    sampler: SamplerSettings = SamplerSettings()
+    pruner: PrunerSettings = PrunerSettings()
+    baseline: bool = True
+
+
+class DataSettings(_Strict):
+    source: str = "cifar10"
+    validation_size: int | float = Field(5000, gt=0)
+    train_subset: int | None = Field(None, ge=1)
+    seed: int = 0
+    clean_train_size: int = Field(5000, ge=1)
+
+    @field_validator("validation_size")
+    @classmethod
+    def _fraction_below_one(cls, value: int | float) -> int | float:
+        _raise(isinstance(value, float) and value >= 1 and f"a fraction must be < 1, got {value!r}")
+        return value
+
+
+class ModelSettings(_Strict):
+    name: str = "seed_cnn"
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        _raise(value not in MODEL_NAMES and f"unknown model {value!r}; known: {list(MODEL_NAMES)}")
+        return value
+
+
+RegularizationSettings = create_model(
+    "RegularizationSettings", __base__=_ParamSection, **_param_fields(REGULARIZATION_DOMAINS)
+)
+TrainingSettings = create_model(
+    "TrainingSettings",
+    __base__=_ParamSection,
+    epochs=(int, Field(20, ge=1, description="maximum epochs per trial")),
+    precision=(Literal[PRECISIONS], Field("float32", description="Keras dtype policy")),
+    **_param_fields(TRAINING_DOMAINS),
+)
+
+
+class SearchSpace(_Strict):
+    study: StudySettings = StudySettings()
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    training: TrainingSettings = TrainingSettings()  # type: ignore[valid-type]
+    regularization: RegularizationSettings = RegularizationSettings()  # type: ignore[valid-type]
+    diagnosis: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("diagnosis")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
+        known = {f.name for f in dataclasses.fields(Thresholds)}
+        unknown = sorted(set(value) - known)
+        _raise(unknown and f"unknown threshold(s) {unknown}; known: {sorted(known)}")
+        try:
+            Thresholds(**value)
+        except SpaceError as exc:
+            raise ValueError(str(exc).removeprefix("diagnosis.")) from None
+        return value
+
+    def params(self) -> dict[str, ParamSpec]:
+        """Every hyperparameter by name, fixed or searched, across both sections."""
+        training = self.training
+        return {**dict(self.regularization), **{name: getattr(training, name) for name in TRAINING_DOMAINS}}
+
+    def searched(self) -> dict[str, Distribution]:
+        return {n: p for n, p in self.params().items() if isinstance(p, BaseModel)}
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(**self.diagnosis)
+
+    def study_name(self, path: Path | None = None) -> str:
+        return self.study.name or (path.stem if path else "tune")
+
+    def with_overrides(self, **sections: dict[str, Any]) -> SearchSpace:
+        """Apply CLI overrides (``data={'source': ...}``) and re-validate the result."""
+        raw = self.to_dict()
+        for section, values in sections.items():
+            raw[section].update({k: v for k, v in values.items() if v is not None})
+        return SearchSpace.model_validate(raw)
+
+    def with_fixed(self, values: dict[str, Scalar], *, study_name: str) -> SearchSpace:
+        """The same study with every hyperparameter fixed: what ``tune export`` writes."""
+        raw = self.to_dict()
+        for name, value in values.items():
+            raw["training" if name in TRAINING_DOMAINS else "regularization"][name] = value
+        raw["study"].update(name=study_name, trials=1, baseline=False)
+        return SearchSpace.model_validate(raw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def _format_error(path: Path, error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"] if part not in _DISTRIBUTIONS) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    return f"{path}: {key}: {message}"
+
+
+def validate_space(raw: Any, path: Path) -> SearchSpace:
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{path}: (top level): expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return SearchSpace.model_validate(raw)
+    except ValidationError as exc:
+        raise SpaceError("\n".join(_format_error(path, e) for e in exc.errors())) from None
+
+
+def load_space(path: Path) -> SearchSpace:
+    """Read and validate a search-space file; every problem names the file and the key."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise SpaceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{path}: not valid YAML: {exc}") from None
+    return validate_space(raw or {}, Path(path))
+
+
+def dump_space(space: SearchSpace, header: str = "") -> str:
+    comment = "".join(f"# {line}\n" for line in header.splitlines())
+    return comment + yaml.safe_dump(space.to_dict(), sort_keys=False)

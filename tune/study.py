@@ -1,0 +1,107 @@
+"""The Optuna side of a study: sampler and pruner from the search space, parameter suggestion,
+the seed baseline, and opening (or resuming) the study in its storage."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import optuna
+from pydantic import BaseModel
+
+from tune.search_space import (
+    BASELINE,
+    CategoricalDistribution,
+    Distribution,
+    FloatDistribution,
+    PrunerSettings,
+    SamplerSettings,
+    Scalar,
+    SearchSpace,
+)
+from tune.storage import open_storage
+
+log = logging.getLogger(__name__)
+SPACE_ATTR = "search_space"
+SOURCE_ATTR = "search_space_file"
+
+
+def make_sampler(settings: SamplerSettings, seed: int | None) -> optuna.samplers.BaseSampler:
+    if settings.type == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if settings.type == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=settings.n_startup_trials, multivariate=settings.multivariate,
+        warn_independent_sampling=False,
+    )
+
+
+def make_pruner(settings: PrunerSettings, max_epochs: int) -> optuna.pruners.BasePruner:
+    if settings.type == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=settings.n_startup_trials, n_warmup_steps=settings.n_warmup_steps)
+    if settings.type == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=settings.min_resource, reduction_factor=settings.reduction_factor)
+    if settings.type == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=settings.min_resource, max_resource=max_epochs, reduction_factor=settings.reduction_factor
+        )
+    return optuna.pruners.NopPruner()
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: Distribution) -> Scalar:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, FloatDistribution):
+        return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Scalar]:
+    """Every hyperparameter for one trial: searched ones from the sampler, the rest as fixed."""
+    return {
+        name: _suggest(trial, name, spec) if isinstance(spec, BaseModel) else spec
+        for name, spec in space.params().items()
+    }
+
+
+def _contains(dist: Distribution, value: Any) -> bool:
+    if isinstance(dist, CategoricalDistribution):
+        return value in dist.choices
+    return dist.low <= value <= dist.high
+
+
+def baseline_params(space: SearchSpace) -> dict[str, Scalar]:
+    """Seed 000's configuration restricted to what the space searches and can represent; a value
+    outside a searched range is left to the sampler rather than forced outside the space."""
+    params: dict[str, Scalar] = {}
+    for name, dist in space.searched().items():
+        if name in BASELINE and _contains(dist, BASELINE[name]):
+            params[name] = BASELINE[name]
+        elif name in BASELINE:
+            log.warning("baseline %s=%r is outside the searched range; the sampler picks it", name, BASELINE[name])
+    return params
+
+
+def open_study(space: SearchSpace, name: str, storage_url: str | None, source: str) -> optuna.Study:
+    """Create the study or resume it; running the same command again continues where it stopped."""
+    study = optuna.create_study(
+        storage=open_storage(storage_url),
+        study_name=name,
+        sampler=make_sampler(space.study.sampler, space.study.sampler.seed),
+        pruner=make_pruner(space.study.pruner, space.training.epochs),
+        direction=space.study.direction,
+        load_if_exists=True,
+    )
+    stored = study.user_attrs.get(SPACE_ATTR)
+    if stored is not None and stored != space.to_dict():
+        log.warning("study %r was created from a different search space; the stored copy is updated", name)
+    study.set_user_attr(SPACE_ATTR, space.to_dict())
+    study.set_user_attr(SOURCE_ATTR, source)
+    if space.study.baseline and space.searched():
+        study.enqueue_trial(baseline_params(space), user_attrs={"baseline": True}, skip_if_exists=True)
+    return study
+
+
+def stored_space(study: optuna.Study) -> SearchSpace:
+    return SearchSpace.model_validate(study.user_attrs[SPACE_ATTR])

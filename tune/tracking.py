@@ -1,0 +1,121 @@
+"""Everything written to MLflow: one experiment per study, a parent run per ``tune run`` (worker),
+one nested child run per trial.
+
+The client and run ids are passed around explicitly (no ``mlflow.start_run`` global state), so
+several studies or workers in one process cannot log into each other's runs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from tune.storage import store_dir
+
+PARENT_TAG = "mlflow.parentRunId"
+ROLE_TAG = "tune.role"
+STUDY_TAG = "tune.study"
+TRIAL_TAG = "tune.trial_number"
+STATE_TAG = "tune.trial_state"
+_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+_MAX_PARAM_LENGTH = 6000
+
+
+def default_tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI`` if set, else a SQLite database in the store folder (MLflow 3 has
+    no file store any more)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(store_dir() / 'mlflow.db').resolve()}"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class Tracker:
+    """MLflow writer for one study."""
+
+    def __init__(self, study_name: str, tracking_uri: str | None = None) -> None:
+        self.tracking_uri = tracking_uri or default_tracking_uri()
+        if self.tracking_uri.startswith("sqlite:///"):
+            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(self.tracking_uri)
+        self.experiment_id = self._experiment(study_name)
+
+    def _artifact_location(self, study_name: str) -> str | None:
+        """Local databases keep artifacts beside them in the store folder; a tracking server
+        decides for itself."""
+        if not self.tracking_uri.startswith("sqlite:"):
+            return None
+        return (store_dir() / "artifacts" / study_name).resolve().as_uri()
+
+    def _experiment(self, study_name: str) -> str:
+        found = self.client.get_experiment_by_name(study_name)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(study_name, self._artifact_location(study_name))
+        except Exception:  # another worker created it between our look-up and our create
+            found = self.client.get_experiment_by_name(study_name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def start_parent(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={ROLE_TAG: "study", **tags})
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def start_trial(self, parent_id: str, number: int, params: Mapping[str, Any], study_name: str) -> str:
+        tags = {PARENT_TAG: parent_id, ROLE_TAG: "trial", TRIAL_TAG: str(number), STUDY_TAG: study_name}
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        items = [Param(k, str(v)[:_MAX_PARAM_LENGTH]) for k, v in _flatten(params).items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start : start + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        stamp = _now_ms()
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_file(self, run_id: str, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def finish_trial(self, run_id: str, state: str) -> None:
+        """Record how the trial ended; pruned trials show as KILLED in the MLflow UI."""
+        self.set_tags(run_id, {STATE_TAG: state})
+        self.client.set_terminated(run_id, _RUN_STATUS[state])
+
+    def finish_parent(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    def latest_parent(self) -> str | None:
+        """The newest parent run of the study, where export and report artifacts belong."""
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`{ROLE_TAG}` = 'study'", order_by=["attributes.start_time DESC"], max_results=1
+        )
+        return runs[0].info.run_id if runs else None
