@@ -122,6 +122,13 @@ def test_image_folder_one_folder_down(tmp_path: Path, cache_dir: Path) -> None:
     assert_image_folder(load_dataset(str(tmp_path / "outer"), cache_dir))
 
 
+def test_image_folder_under_two_top_folders(tmp_path: Path, cache_dir: Path) -> None:
+    write_image_folder(tmp_path / "outer" / "a")
+    write_image_folder(tmp_path / "outer" / "b")
+    with pytest.raises(DataError, match=r"images under several top folders \['a/', 'b/'\]"):
+        load_dataset(str(tmp_path / "outer"), cache_dir)
+
+
 def test_image_folder_ignores_hidden_and_non_image_files(tmp_path: Path, cache_dir: Path) -> None:
     folder = write_image_folder(tmp_path / "pets")
     (folder / "train" / "ant" / ".DS_Store").write_bytes(b"junk")

@@ -117,10 +117,10 @@ def load_dataset(source: str, cache_dir: Path | None = None) -> Dataset:
 
 
 def read_image_archive(path: Path, limit_per_class: int | None = None) -> Dataset:
-    """Read an image-folder layout from a directory or tar archive.
+    """The image-folder reader ``load_dataset`` uses, uncached and able to stop early.
 
     ``limit_per_class`` decodes only the first images of each class and split, so checks against
-    a full-size archive stay fast.
+    a full-size archive stay fast without widening ``load_dataset``'s interface.
     """
     return _image_folder(_read_tree(path, str(path)), str(path), limit_per_class)
 
@@ -277,8 +277,8 @@ def _read_tree(path: Path, source: str) -> dict[str, bytes]:
 
 def _wanted(name: str) -> bool:
     """Image-folder members (optionally one folder down) and CIFAR batches; never hidden files."""
-    parts = PurePosixPath(name).parts
-    if not parts or any(part.startswith(".") or part == "__MACOSX" for part in parts):
+    parts = name.split("/")
+    if any(not part or part.startswith(".") or part == "__MACOSX" for part in parts):
         return False
     in_layout = len(parts) in (3, 4) and parts[-3] in _SPLITS
     return parts[-1] in _CIFAR_BATCHES or in_layout
@@ -286,8 +286,12 @@ def _wanted(name: str) -> bool:
 
 def _dir_names(root: Path) -> list[str]:
     """Files at most four levels down: deep enough for every layout, bounded on a wrong path."""
-    found = (p for depth in range(1, 5) for p in root.glob("/".join(["*"] * depth)))
-    names = (p.relative_to(root).as_posix() for p in found if p.is_file())
+    names = []
+    for folder, subfolders, files in os.walk(root):
+        parts = Path(folder).relative_to(root).parts
+        if len(parts) == 3:
+            subfolders.clear()
+        names += ("/".join((*parts, file)) for file in files)
     return sorted(name for name in names if _wanted(name))
 
 
@@ -304,8 +308,9 @@ def _read_tar(path: Path, source: str) -> dict[str, bytes]:
     try:
         with tarfile.open(path, "r|*") as tar:
             for member in tar:
-                if member.isfile() and _wanted(member.name):
-                    files[PurePosixPath(member.name).as_posix()] = tar.extractfile(member).read()
+                name = member.name.removeprefix("./")
+                if member.isfile() and _wanted(name):
+                    files[name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"data source '{source}': cannot read the archive: {exc}") from exc
     return files
@@ -483,12 +488,13 @@ def _cache_name(path: Path) -> str:
 
 def _fingerprint(path: Path, source: str) -> str:
     """Size and mtime of every input file: cheap to take, and changes whenever the data does."""
-    inputs = [path / name for name in _dir_names(path)] if path.is_dir() else [path]
+    names = _dir_names(path) if path.is_dir() else []
     try:
-        stats = [(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in inputs]
+        stats = [os.stat(path), *(os.stat(os.path.join(path, name)) for name in names)]
     except OSError as exc:
         raise DataError(f"data source '{source}': cannot read {exc.filename}: {exc}") from exc
-    return hashlib.sha256(json.dumps([_CACHE_FORMAT, stats]).encode()).hexdigest()
+    summary = [(name, s.st_size, s.st_mtime_ns) for name, s in zip(["", *names], stats)]
+    return hashlib.sha256(json.dumps([_CACHE_FORMAT, summary]).encode()).hexdigest()
 
 
 def _read_cache(file: Path, fingerprint: str) -> Dataset | None:

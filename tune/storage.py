@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import time
+import warnings
 from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import optuna
+import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
@@ -43,6 +47,23 @@ def journal_path(url: str) -> Path | None:
     return Path(url) if url.endswith(".log") and "://" not in url else None
 
 
+def _with_driver(url: str) -> str:
+    """Plain ``postgresql://`` means psycopg2 or psycopg 3 depending on the SQLAlchemy version;
+    name the driver that ``tune`` installs."""
+    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
+def _redis_backend(url: str) -> JournalRedisBackend:
+    """``?prefix=NAME`` keeps one team's or project's journal apart from others on a shared server."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    prefix = query.pop("prefix", [""])[0]
+    bare = urlunsplit(parts._replace(query=urlencode(query, doseq=True)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return JournalRedisBackend(bare, prefix=prefix)
+
+
 def _connect(url: str) -> BaseStorage | None:
     path = journal_path(url)
     if path is not None:
@@ -50,10 +71,27 @@ def _connect(url: str) -> BaseStorage | None:
         return JournalStorage(JournalFileBackend(str(path)))
     scheme = url.split(":", 1)[0].split("+", 1)[0]
     if scheme in ("redis", "rediss"):
-        return JournalStorage(JournalRedisBackend(url))
+        return JournalStorage(_redis_backend(url))
     if scheme in _RDB_SCHEMES:
-        return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=60, grace_period=180)
+        return _rdb_storage(_with_driver(url))
     return None
+
+
+def _rdb_storage(url: str, attempts: int = 5) -> RDBStorage:
+    """Workers starting together on an empty database race to create Optuna's tables and all but
+    one fail; once the winner is done, a retry finds the tables in place."""
+
+    def connect() -> RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat
+            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=60, grace_period=180)
+
+    for attempt in range(1, attempts):
+        try:
+            return connect()
+        except sqlalchemy.exc.SQLAlchemyError:
+            time.sleep(attempt)
+    return connect()
 
 
 def open_storage(url: str | None) -> BaseStorage:
@@ -66,7 +104,7 @@ def open_storage(url: str | None) -> BaseStorage:
     if storage is None:
         raise StudyError(
             f"storage {redact(url)!r}: unknown kind; use journal:PATH, a PATH ending in .log, "
-            "redis://HOST:PORT/DB, or a database URL (sqlite:///, postgresql://, mysql://)"
+            "redis://HOST:PORT/DB[?prefix=NAME], or a database URL (sqlite:///, postgresql://, mysql://)"
         )
     return storage
 

@@ -7,9 +7,11 @@ several studies or workers in one process cannot log into each other's runs.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +49,31 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+@contextmanager
+def _first_use_lock(tracking_uri: str) -> Iterator[None]:
+    """MLflow creates a SQLite database's tables on first use; two workers starting together would
+    both try, and one would fail. A file lock beside the database lets one go first."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 class Tracker:
     """MLflow writer for one study."""
 
     def __init__(self, study_name: str, tracking_uri: str | None = None) -> None:
         self.tracking_uri = tracking_uri or default_tracking_uri()
-        if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(self.tracking_uri)
-        self.experiment_id = self._experiment(study_name)
+        with _first_use_lock(self.tracking_uri):
+            self.client = MlflowClient(self.tracking_uri)
+            self.experiment_id = self._experiment(study_name)
 
     def _artifact_location(self, study_name: str) -> str | None:
         """Local databases keep artifacts beside them in the store folder; a tracking server
@@ -68,13 +86,7 @@ class Tracker:
         found = self.client.get_experiment_by_name(study_name)
         if found is not None:
             return found.experiment_id
-        try:
-            return self.client.create_experiment(study_name, self._artifact_location(study_name))
-        except Exception:  # another worker created it between our look-up and our create
-            found = self.client.get_experiment_by_name(study_name)
-            if found is None:
-                raise
-            return found.experiment_id
+        return self.client.create_experiment(study_name, self._artifact_location(study_name))
 
     def start_parent(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags={ROLE_TAG: "study", **tags})
