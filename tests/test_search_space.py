@@ -105,6 +105,9 @@ def test_distributions_and_fixed_values_parse(tmp_path: Path) -> None:
         ({"training": {"optimizer": "adagrad"}}, "training.optimizer", "must be one of"),
         ({"data": {"validation_size": 1.5}}, "data.validation_size", "fraction must be < 1"),
         ({"diagnosis": {"overfit_gapp": 0.3}}, "diagnosis", "unknown threshold"),
+        ({"study": {"enqueue": [{"l3": 0.1}]}}, "study.enqueue", "entry 0: unknown hyperparameter 'l3'"),
+        ({"study": {"enqueue": [{"dropout": 2.0}]}}, "study.enqueue", "entry 0: dropout must be < 1"),
+        ({"study": {"enqueue": [{"zoom": 0.1}]}}, "(top level)", "entry 0 sets ['zoom'], which this space does not search"),
         ({"diagnosis": {"overfit_gap": -0.1}}, "diagnosis", "overfit_gap: must be a number >= 0"),
     ],
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from tune.catalog import MODEL_NAMES, OPTIMIZER_NAMES, PRECISIONS
 from tune.diagnosis import Thresholds
@@ -186,6 +186,17 @@ class StudySettings(_Strict):
     sampler: SamplerSettings = SamplerSettings()
     pruner: PrunerSettings = PrunerSettings()
     baseline: bool = True
+    enqueue: list[dict[str, Scalar]] = Field(default_factory=list)
+
+    @field_validator("enqueue")
+    @classmethod
+    def _known_values(cls, entries: list[dict[str, Scalar]]) -> list[dict[str, Scalar]]:
+        for number, entry in enumerate(entries):
+            for name, value in entry.items():
+                _raise(name not in DOMAINS and f"entry {number}: unknown hyperparameter {name!r}")
+                problem = DOMAINS[name].check(value)
+                _raise(problem and f"entry {number}: {name} {problem}")
+        return entries
 
 
 class DataSettings(_Strict):
@@ -244,6 +255,13 @@ class SearchSpace(_Strict):
             raise ValueError(str(exc).removeprefix("diagnosis.")) from None
         return value
 
+    @model_validator(mode="after")
+    def _enqueue_only_searched(self) -> SearchSpace:
+        for number, entry in enumerate(self.study.enqueue):
+            fixed = sorted(set(entry) - set(self.searched()))
+            _raise(fixed and f"study.enqueue entry {number} sets {fixed}, which this space does not search")
+        return self
+
     def params(self) -> dict[str, ParamSpec]:
         """Every hyperparameter by name, fixed or searched, across both sections."""
         training = self.training
@@ -270,7 +288,7 @@ class SearchSpace(_Strict):
         raw = self.to_dict()
         for name, value in values.items():
             raw["training" if name in TRAINING_DOMAINS else "regularization"][name] = value
-        raw["study"].update(name=study_name, trials=1, baseline=False)
+        raw["study"].update(name=study_name, trials=1, baseline=False, enqueue=[])
         return SearchSpace.model_validate(raw)
 
     def to_dict(self) -> dict[str, Any]:

@@ -30,11 +30,8 @@ def make_sampler(settings: SamplerSettings, seed: int | None) -> optuna.samplers
     if settings.type == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.type == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(
-        seed=seed, n_startup_trials=settings.n_startup_trials, multivariate=settings.multivariate,
-        warn_independent_sampling=False,
-    )
+        return optuna.samplers.QMCSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.n_startup_trials, multivariate=settings.multivariate)
 
 
 def make_pruner(settings: PrunerSettings, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -100,6 +97,8 @@ def open_study(space: SearchSpace, name: str, storage_url: str | None, source: s
     study.set_user_attr(SOURCE_ATTR, source)
     if space.study.baseline and space.searched():
         study.enqueue_trial(baseline_params(space), user_attrs={"baseline": True}, skip_if_exists=True)
+    for params in space.study.enqueue:
+        study.enqueue_trial(params, skip_if_exists=True)
     return study
 
 

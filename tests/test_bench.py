@@ -1,0 +1,153 @@
+"""Benchmarks on real CIFAR-10 (`make bench`): speed, memory and a real quick study.
+
+Every figure is measured side by side in one run and written to mlruns/bench/results.json;
+assertions check the targets as ratios, never as absolute times.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, SHARED_DATA, tune_cli
+
+ARCHIVE = SHARED_DATA / "cifar10-jpeg.tar.gz"
+RESULTS = ROOT / "mlruns" / "bench" / "results.json"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not ARCHIVE.exists(), reason=f"{ARCHIVE} not found (real CIFAR-10 for benchmarks)"),
+]
+
+
+@pytest.fixture(scope="module")
+def results() -> Iterator[dict[str, Any]]:
+    collected: dict[str, Any] = {}
+    yield collected
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps({**previous, **collected, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2))
+    print(f"\nbenchmark results: {RESULTS}\n{json.dumps(collected, indent=2)}")
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tune.datasets import load_dataset
+
+    return load_dataset(str(ARCHIVE), cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_decoded_cache_makes_the_second_load_fast(tmp_path: Path, results: dict[str, Any]) -> None:
+    from tune.datasets import load_dataset
+
+    started = time.perf_counter()
+    first = load_dataset(str(ARCHIVE), cache_dir=tmp_path)
+    decode = time.perf_counter() - started
+    started = time.perf_counter()
+    second = load_dataset(str(ARCHIVE), cache_dir=tmp_path)
+    cached = time.perf_counter() - started
+    assert np.array_equal(first.x_train, second.x_train) and first.x_train.shape == (50000, 32, 32, 3)
+    results["data_load"] = {"decode_s": round(decode, 2), "cached_s": round(cached, 2), "speedup": round(decode / cached, 1)}
+    assert decode / cached > 5
+
+
+def _images_per_second(splits: Any, *, precision: str, batch_size: int, epochs: int = 2) -> float:
+    from tune.search_space import BASELINE
+    from tune.training import train_model
+
+    seconds: list[float] = []
+    mark = [time.perf_counter()]
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        now = time.perf_counter()
+        seconds.append(now - mark[0])
+        mark[0] = now
+
+    params = {**BASELINE, "batch_size": batch_size}
+    train_model(params, splits, model_name="seed_cnn", epochs=epochs, seed=0, precision=precision,
+                clean_train_size=1, on_epoch=on_epoch)
+    return len(splits.y_train) / min(seconds[1:])  # the first epoch includes tracing
+
+
+def _seed_script_images_per_second(splits: Any, epochs: int = 2) -> float:
+    """Seed 000's script as written: x / 255.0 arrays fed straight to fit, one-hot labels,
+    Keras's default batch of 32, its Sequential model with L2 1e-3 and dropout 0.5."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)),
+        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
+        layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
+        layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.l2(0.001)),
+        layers.Dropout(0.5), layers.Dense(10, activation="softmax"),
+    ])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    x, y = splits.x_train / 255.0, keras.utils.to_categorical(splits.y_train, 10)
+    seconds = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        model.fit(x, y, epochs=1, verbose=0)
+        seconds.append(time.perf_counter() - started)
+    keras.backend.clear_session()
+    return len(splits.y_train) / min(seconds[1:])
+
+
+def test_training_throughput_side_by_side(cifar: Any, results: dict[str, Any]) -> None:
+    from tune.datasets import split_for_tuning
+
+    splits = split_for_tuning(cifar, 1000, 10000, seed=0)
+    measured = {
+        "seed_script_float32_b32": _seed_script_images_per_second(splits),
+        "tune_float32_b64": _images_per_second(splits, precision="float32", batch_size=64),
+        "tune_mixed_bfloat16_b256": _images_per_second(splits, precision="mixed_bfloat16", batch_size=256),
+    }
+    base = measured["seed_script_float32_b32"]
+    results["throughput_images_per_s"] = {k: round(v) for k, v in measured.items()}
+    results["throughput_ratio_vs_seed_script"] = {k: round(v / base, 2) for k, v in measured.items()}
+    assert measured["tune_float32_b64"] > base
+
+
+def test_memory_stays_flat_over_many_trials(results: dict[str, Any]) -> None:
+    """Trials run in one process; Keras state must not pile up from one trial to the next."""
+    import psutil
+
+    from tune.datasets import load_dataset, split_for_tuning
+    from tune.search_space import BASELINE
+    from tune.training import train_model
+
+    splits = split_for_tuning(load_dataset("synthetic:2000"), 400, None, seed=0)
+    process = psutil.Process()
+    rss: list[float] = []
+    for trial in range(40):
+        params = {**BASELINE, "l2": 10 ** -(trial % 4 + 2), "dropconnect": 0.25 * (trial % 2), "flip": bool(trial % 3)}
+        train_model(params, splits, model_name="seed_cnn", epochs=2, seed=trial, clean_train_size=400)
+        rss.append(process.memory_info().rss / 2**20)
+    warm, last = float(np.mean(rss[5:10])), float(np.mean(rss[-5:]))
+    results["memory_rss_mib"] = {"after_trials_5_to_10": round(warm), "after_trials_35_to_40": round(last),
+                                 "growth_per_trial": round((last - warm) / 30, 2)}
+    assert (last - warm) / 30 < 2.0, f"RSS grows {(last - warm) / 30:.2f} MiB per trial"
+
+
+def test_quick_study_on_real_data(tmp_path: Path, results: dict[str, Any]) -> None:
+    """The README's first-look command, timed, with its diagnosis and report checked."""
+    import optuna
+
+    from tune.storage import open_storage
+
+    env = {"TUNE_STORE_DIR": str(tmp_path / "mlruns"), "MLFLOW_TRACKING_URI": ""}
+    started = time.perf_counter()
+    run = tune_cli("run", "search_spaces/quick.yaml", "--data", str(ARCHIVE), env=env, timeout=1800)
+    elapsed = time.perf_counter() - started
+    assert run.returncode == 0, run.stderr[-3000:]
+    study = optuna.load_study(study_name="quick", storage=open_storage(f"journal:{tmp_path / 'mlruns/optuna/journal.log'}"))
+    regimes = [t.user_attrs["regime"] for t in study.trials]
+    results["quick_study"] = {"seconds": round(elapsed), "trials": len(study.trials), "best_value": round(study.best_value, 4),
+                              "regimes": {r: regimes.count(r) for r in sorted(set(regimes))}}
+    assert len(study.trials) == 8 and (tmp_path / "mlruns/reports/quick/report.html").exists()
