@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -47,3 +49,19 @@ def tune_cli(*args: str, env: dict[str, str] | None = None, timeout: int = 600) 
         [sys.executable, "-m", "tune", *args], capture_output=True, text=True, timeout=timeout,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}, cwd=ROOT,
     )
+
+
+def curves_from(
+    train_loss: Sequence[float], val_loss: Sequence[float],
+    train_acc: Sequence[float], val_acc: Sequence[float],
+) -> dict[str, list[float]]:
+    """Scripted learning curves: the honest ones given, Keras-like ones derived (a penalty on
+    the loss, dropout lowering the accuracy), for diagnosis and report tests without training."""
+    train_loss, val_loss = np.asarray(train_loss, float), np.asarray(val_loss, float)
+    train_acc, val_acc = np.asarray(train_acc, float), np.asarray(val_acc, float)
+    return {
+        "loss": list(train_loss * 1.1 + 0.1), "accuracy": list(train_acc - 0.05),
+        "data_loss": list(train_loss * 1.1), "val_loss": list(val_loss + 0.1),
+        "val_accuracy": list(val_acc), "val_data_loss": list(val_loss),
+        "clean_train_loss": list(train_loss), "clean_train_accuracy": list(train_acc),
+    }

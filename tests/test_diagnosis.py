@@ -3,11 +3,12 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
+from conftest import curves_from
 from tune.diagnosis import (
     REGIMES,
     Diagnosis,
@@ -25,21 +26,6 @@ REQUIRED_NUMBERS = {
     "final_gap_loss", "final_gap_accuracy", "val_loss_rise", "clean_train_accuracy",
     "val_accuracy", "best_epoch", "epochs",
 }
-
-
-def curves_from(
-    train_loss: Sequence[float], val_loss: Sequence[float],
-    train_acc: Sequence[float], val_acc: Sequence[float],
-) -> dict[str, list[float]]:
-    """Honest curves plus Keras-like ones: a penalty on the loss, dropout lowering accuracy."""
-    train_loss, val_loss = np.asarray(train_loss, float), np.asarray(val_loss, float)
-    train_acc, val_acc = np.asarray(train_acc, float), np.asarray(val_acc, float)
-    return {
-        "loss": list(train_loss * 1.1 + 0.1), "accuracy": list(train_acc - 0.05),
-        "data_loss": list(train_loss * 1.1), "val_loss": list(val_loss + 0.1),
-        "val_accuracy": list(val_acc), "val_data_loss": list(val_loss),
-        "clean_train_loss": list(train_loss), "clean_train_accuracy": list(train_acc),
-    }
 
 
 def overfit_curves() -> dict[str, list[float]]:

@@ -12,24 +12,9 @@ import pytest
 from tune.catalog import MODEL_NAMES
 from tune.layers import DropConnectDense
 from tune.models import build_model
+from tune.search_space import DEFAULTS
 
-ALL_OFF: dict[str, Any] = {
-    "l1": 0.0,
-    "l2": 0.0,
-    "dropout": 0.0,
-    "dropconnect": 0.0,
-    "input_noise": 0.0,
-    "batch_norm": False,
-    "flip": False,
-    "rotation": 0.0,
-    "width_shift": 0.0,
-    "height_shift": 0.0,
-    "zoom": 0.0,
-    "early_stopping_patience": 0,
-    "learning_rate": 1e-3,
-    "batch_size": 64,
-    "optimizer": "adam",
-}
+ALL_OFF: dict[str, Any] = dict(DEFAULTS)
 ALL_ON: dict[str, Any] = {
     **ALL_OFF,
     "l1": 1e-5,

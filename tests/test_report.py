@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from PIL import Image
 
+from conftest import curves_from
 from tune.diagnosis import REGIMES, diagnose
 from tune.report import NO_COMPLETED_TRIAL, Report, build_report, render_text, showcase_trials
 
@@ -33,21 +33,6 @@ DISTRIBUTIONS = {
 # l2 index -> what the scripted curves make of it: 0-4 overfit (trial 0 most), 5-9 balanced
 # (trial 7 best), 10-14 underfit (trial 14 least accurate).
 BEST, MOST_OVERFIT, MOST_UNDERFIT = 7, 0, 14
-
-
-def curves_from(
-    train_loss: Sequence[float], val_loss: Sequence[float],
-    train_acc: Sequence[float], val_acc: Sequence[float],
-) -> dict[str, list[float]]:
-    """Honest curves plus Keras-like ones, as the diagnosis tests build them."""
-    train_loss, val_loss = np.asarray(train_loss, float), np.asarray(val_loss, float)
-    train_acc, val_acc = np.asarray(train_acc, float), np.asarray(val_acc, float)
-    return {
-        "loss": list(train_loss * 1.1 + 0.1), "accuracy": list(train_acc - 0.05),
-        "data_loss": list(train_loss * 1.1), "val_loss": list(val_loss + 0.1),
-        "val_accuracy": list(val_acc), "val_data_loss": list(val_loss),
-        "clean_train_loss": list(train_loss), "clean_train_accuracy": list(train_acc),
-    }
 
 
 def overfit_curves(strength: float) -> dict[str, list[float]]:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,34 +10,11 @@ import pytest
 from tune import training
 from tune.catalog import OPTIMIZER_NAMES
 from tune.errors import TrainingDiverged
+from tune.datasets import Splits
+from tune.search_space import DEFAULTS
 from tune.training import METRICS, TrainingResult, train_model
 
-PARAMS: dict[str, Any] = {
-    "l1": 0.0,
-    "l2": 0.0,
-    "dropout": 0.0,
-    "dropconnect": 0.0,
-    "input_noise": 0.0,
-    "batch_norm": False,
-    "flip": False,
-    "rotation": 0.0,
-    "width_shift": 0.0,
-    "height_shift": 0.0,
-    "zoom": 0.0,
-    "early_stopping_patience": 0,
-    "learning_rate": 3e-3,
-    "batch_size": 32,
-    "optimizer": "adam",
-}
-
-
-@dataclass(frozen=True)
-class Splits:
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    class_names: tuple[str, ...]
+PARAMS: dict[str, Any] = {**DEFAULTS, "learning_rate": 3e-3, "batch_size": 32}
 
 
 class Pruned(Exception):

@@ -1,3 +1,4 @@
 from tune.cli import app
 
-app(prog_name="tune")
+if __name__ == "__main__":  # trial processes re-import this module under another name
+    app(prog_name="tune")

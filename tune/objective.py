@@ -1,9 +1,6 @@
-"""One trial from start to finish: suggest parameters, train, report every epoch for pruning,
-diagnose the curves, and record it all in MLflow and on the Optuna trial.
-
-TensorFlow is imported only when the first trial trains, so the orchestration stays importable
-(and testable) without it.
-"""
+"""One trial from start to finish: suggest parameters, train (in a child process, see
+``tune.isolation``), report every epoch for pruning, diagnose the curves, and record it all in
+MLflow and on the Optuna trial. This process never imports TensorFlow."""
 
 from __future__ import annotations
 
@@ -16,6 +13,7 @@ import optuna
 
 from tune.datasets import Splits
 from tune.diagnosis import Diagnosis, diagnose, generalization_gaps
+from tune.isolation import train_isolated
 from tune.plots import learning_curve_figure
 from tune.search_space import SearchSpace
 from tune.study import suggest_params
@@ -85,8 +83,6 @@ def _record(trial: optuna.Trial, ctx: TrialContext, run_id: str, curves: Curves,
 
 
 def make_objective(ctx: TrialContext) -> Callable[[optuna.Trial], float]:
-    from tune.training import train_model  # TensorFlow loads here, at the first trial
-
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, ctx.space)
         run_id = ctx.tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
@@ -94,7 +90,7 @@ def make_objective(ctx: TrialContext) -> Callable[[optuna.Trial], float]:
         curves: Curves = defaultdict(list)
         state = "FAIL"
         try:
-            result = train_model(
+            result = train_isolated(
                 params, ctx.splits, model_name=ctx.space.model.name, epochs=ctx.space.training.epochs,
                 seed=ctx.seed + trial.number, precision=ctx.space.training.precision,
                 clean_train_size=ctx.space.data.clean_train_size, on_epoch=_epoch_hook(trial, ctx, run_id, curves),

@@ -71,13 +71,14 @@ def run_study(path: Path, overrides: RunOverrides, *, storage: str | None, track
         params=space.to_dict(),
         tags={**provenance_tags(), "tune.storage": redact(storage or default_storage_url()), "tune.space_file": str(path)},
     )
+    tracker.log_file(parent, path, "space")
     tracker.log_text(parent, dump_space(space), "search_space.yaml")
     ctx = TrialContext(space, splits, tracker, parent, name, space.study.sampler.seed or 0)
     status = "FAILED"
     try:
         study.optimize(
             make_objective(ctx), n_trials=space.study.trials, timeout=space.study.timeout,
-            catch=(TrainingDiverged,), gc_after_trial=True, callbacks=[lambda s, t: echo(_trial_line(s, t))],
+            catch=(TrainingDiverged,), callbacks=[lambda s, t: echo(_trial_line(s, t))],
         )
         status = "FINISHED"
     except KeyboardInterrupt:

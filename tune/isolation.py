@@ -1,0 +1,87 @@
+"""Each trial trains in a child process of its own.
+
+``keras.backend.clear_session()`` does not give all memory back: measured here, RSS grew about
+11 MiB per trial in one process (see the memory benchmark), which a long study cannot afford.
+A process per trial returns everything to the OS when it exits. The child is forked from a
+fork server that has imported TensorFlow once, so a trial starts in well under a second instead of
+paying the import again. The parent keeps Optuna and MLflow: the child sends each epoch's metrics
+over a pipe and waits for the parent's word to go on or stop (pruning).
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import traceback
+from collections.abc import Callable, Mapping
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tune.errors import TuneError
+
+EpochHook = Callable[[int, dict[str, float]], None]
+_GO, _STOP = "go", "stop"
+
+
+@functools.cache
+def _context() -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tune.training"])
+    return context
+
+
+class _Stopped(Exception):
+    """The parent pruned the trial; the child unwinds through train_model's clean-up."""
+
+
+def _child(conn: Connection, params: Mapping[str, Any], splits: Any, settings: dict[str, Any]) -> None:
+    from tune.training import train_model
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        conn.send(("epoch", (epoch, logs)))
+        if conn.recv() == _STOP:
+            raise _Stopped
+
+    try:
+        conn.send(("done", train_model(params, splits, on_epoch=on_epoch, **settings)))
+    except _Stopped:
+        pass
+    except TuneError as exc:
+        conn.send(("error", exc))
+    except BaseException:  # anything else is a bug; carry its traceback to the parent
+        conn.send(("error", RuntimeError(f"the trial's training process failed:\n{traceback.format_exc()}")))
+
+
+def _receive(conn: Connection, process: multiprocessing.process.BaseProcess) -> tuple[str, Any]:
+    try:
+        return conn.recv()
+    except EOFError:
+        process.join(5)
+        raise RuntimeError(f"the trial's training process died (exit code {process.exitcode})") from None
+
+
+def train_isolated(params: Mapping[str, Any], splits: Any, *, on_epoch: EpochHook, **settings: Any) -> Any:
+    """``tune.training.train_model`` in a fresh child process; same arguments, same result, and
+    exceptions from ``on_epoch`` (pruning) or from training reach the caller as usual."""
+    conn, child_conn = _context().Pipe()
+    process = _context().Process(target=_child, args=(child_conn, dict(params), splits, settings), daemon=True)
+    process.start()
+    child_conn.close()
+    try:
+        while True:
+            kind, payload = _receive(conn, process)
+            if kind == "done":
+                return payload
+            if kind == "error":
+                raise payload
+            try:
+                on_epoch(*payload)
+            except BaseException:
+                conn.send(_STOP)
+                raise
+            conn.send(_GO)
+    finally:
+        process.join(60)
+        if process.is_alive():
+            process.kill()
+        conn.close()
