@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, SHARED_DATA, tune_cli
 
 ARCHIVE = SHARED_DATA / "cifar10-jpeg.tar.gz"

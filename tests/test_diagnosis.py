@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-
 from conftest import curves_from
+
 from tune.diagnosis import (
     REGIMES,
     Diagnosis,

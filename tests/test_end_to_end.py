@@ -6,9 +6,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import tiny_space, tune_cli, write_space
 from mlflow.tracking import MlflowClient
 
-from conftest import tiny_space, tune_cli, write_space
 from tune.search_space import load_space
 from tune.storage import open_storage
 from tune.tracking import PARENT_TAG, ROLE_TAG, STATE_TAG

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import tiny_space, tune_cli, write_space
 from mlflow.tracking import MlflowClient
 
-from conftest import tiny_space, tune_cli, write_space
 from tune.storage import open_storage
 from tune.tracking import ROLE_TAG
 

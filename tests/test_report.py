@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from conftest import curves_from
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from PIL import Image
 
-from conftest import curves_from
 from tune.diagnosis import REGIMES, diagnose
 from tune.report import NO_COMPLETED_TRIAL, Report, build_report, render_text, showcase_trials
 

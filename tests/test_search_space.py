@@ -143,7 +143,7 @@ def test_dump_round_trips_and_fixing_params(tmp_path: Path) -> None:
 def test_overrides_are_validated(tmp_path: Path) -> None:
     space = load_space(ROOT / "search_spaces/quick.yaml")
     assert space.with_overrides(data={"source": "synthetic"}, study={"trials": 3}).study.trials == 3
-    with pytest.raises(Exception):
+    with pytest.raises(SpaceError, match="command-line option: study.trials: Input should be greater than or equal to 1"):
         space.with_overrides(study={"trials": 0})
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from tune import training
 from tune.catalog import OPTIMIZER_NAMES
-from tune.errors import TrainingDiverged
 from tune.datasets import Splits
+from tune.errors import TrainingDiverged
 from tune.search_space import DEFAULTS
 from tune.training import METRICS, TrainingResult, train_model
 

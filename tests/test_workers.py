@@ -13,9 +13,9 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import ROOT, tiny_space, write_space
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, tiny_space, write_space
 from tune.storage import open_storage
 from tune.tracking import ROLE_TAG
 

@@ -77,7 +77,7 @@ def _record(trial: optuna.Trial, ctx: TrialContext, run_id: str, curves: Curves,
     ctx.tracker.set_tags(run_id, {"tune.regime": diagnosis.regime, "tune.diagnosis": diagnosis.reason})
     if curves:
         figure = learning_curve_figure(curves, title=f"{ctx.study_name} trial {trial.number} ({state.lower()})", diagnosis=diagnosis)
-        ctx.tracker.client.log_figure(run_id, figure, "learning_curve.png")
+        ctx.tracker.log_figure(run_id, figure, "learning_curve.png")
     ctx.tracker.finish_trial(run_id, state)
     return diagnosis
 

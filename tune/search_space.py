@@ -277,7 +277,10 @@ class SearchSpace(_Strict):
         raw = self.to_dict()
         for section, values in sections.items():
             raw[section].update({k: v for k, v in values.items() if v is not None})
-        return SearchSpace.model_validate(raw)
+        try:
+            return SearchSpace.model_validate(raw)
+        except ValidationError as exc:
+            raise SpaceError(_format_errors("command-line option", exc)) from None
 
     def with_fixed(self, values: dict[str, Scalar], *, study_name: str) -> SearchSpace:
         """The same study with every hyperparameter fixed: what ``tune export`` writes."""
@@ -291,12 +294,16 @@ class SearchSpace(_Strict):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def _format_error(path: Path, error: dict[str, Any]) -> str:
+def _format_error(origin: Path | str, error: Any) -> str:
     key = ".".join(str(part) for part in error["loc"] if part not in _DISTRIBUTIONS) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown key"
-    return f"{path}: {key}: {message}"
+    return f"{origin}: {key}: {message}"
+
+
+def _format_errors(origin: Path | str, exc: ValidationError) -> str:
+    return "\n".join(_format_error(origin, e) for e in exc.errors())
 
 
 def validate_space(raw: Any, path: Path) -> SearchSpace:
@@ -305,7 +312,7 @@ def validate_space(raw: Any, path: Path) -> SearchSpace:
     try:
         return SearchSpace.model_validate(raw)
     except ValidationError as exc:
-        raise SpaceError("\n".join(_format_error(path, e) for e in exc.errors())) from None
+        raise SpaceError(_format_errors(path, exc)) from None
 
 
 def load_space(path: Path) -> SearchSpace:
