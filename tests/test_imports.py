@@ -6,8 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-TF_FREE = ["tune.cli", "tune.search_space", "tune.study", "tune.storage", "tune.run", "tune.export",
-           "tune.diagnosis", "tune.plots", "tune.report", "tune.tracking", "tune.datasets", "tune.objective"]
+TF_FREE = [
+    "tune.cli", "tune.search_space", "tune.study", "tune.storage", "tune.run", "tune.export", "tune.diagnosis",
+    "tune.plots", "tune.report", "tune.study_plots", "tune.trial_record", "tune.tracking", "tune.datasets",
+    "tune.objective", "tune.isolation", "tune.publish",
+]
 
 
 def test_orchestration_modules_do_not_load_tensorflow() -> None:

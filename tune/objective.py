@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import optuna
 
+from tune import trial_record
 from tune.datasets import Splits
 from tune.diagnosis import Diagnosis, diagnose, generalization_gaps
 from tune.isolation import train_isolated
@@ -68,12 +69,9 @@ def _diagnose(curves: Curves, ctx: TrialContext) -> Diagnosis:
 
 def _record(trial: optuna.Trial, ctx: TrialContext, run_id: str, curves: Curves, state: str) -> Diagnosis:
     diagnosis = _diagnose(curves, ctx)
-    numbers = {k: v for k, v in diagnosis.numbers.items() if math.isfinite(v)}
-    summary = _summary(curves)
-    trial.set_user_attr("regime", diagnosis.regime)
-    trial.set_user_attr("diagnosis", {"reason": diagnosis.reason, **numbers})
-    trial.set_user_attr("curves", {k: [round(v, 6) for v in vs] for k, vs in curves.items()})
-    ctx.tracker.log_metrics(run_id, {**summary, **{f"diagnosis.{k}": v for k, v in numbers.items()}})
+    trial_record.store(trial, diagnosis, curves)
+    numbers = {f"diagnosis.{k}": v for k, v in diagnosis.numbers.items() if math.isfinite(v)}
+    ctx.tracker.log_metrics(run_id, {**_summary(curves), **numbers})
     ctx.tracker.set_tags(run_id, {"tune.regime": diagnosis.regime, "tune.diagnosis": diagnosis.reason})
     if curves:
         figure = learning_curve_figure(curves, title=f"{ctx.study_name} trial {trial.number} ({state.lower()})", diagnosis=diagnosis)
@@ -86,7 +84,7 @@ def make_objective(ctx: TrialContext) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, ctx.space)
         run_id = ctx.tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
-        trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr(trial_record.RUN_ID, run_id)
         curves: Curves = defaultdict(list)
         state = "FAIL"
         try:

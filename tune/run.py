@@ -10,6 +10,7 @@ from pathlib import Path
 
 import optuna
 
+from tune import trial_record
 from tune.datasets import Splits, load_dataset, split_for_tuning
 from tune.errors import TrainingDiverged
 from tune.objective import OBJECTIVE, TrialContext, make_objective
@@ -54,7 +55,7 @@ def load_splits(space: SearchSpace) -> Splits:
 def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     value = f"{OBJECTIVE}={trial.value:.4f}" if trial.value is not None else f"{'':>{len(OBJECTIVE) + 7}}"
     epochs = len(trial.intermediate_values)
-    regime = trial.user_attrs.get("regime", "-")
+    regime = trial.user_attrs.get(trial_record.REGIME, "-")
     best = " *best*" if trial.value is not None and trial.number == study.best_trial.number else ""
     return f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} {regime}{best}"
 

@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 from pydantic import BaseModel
 
+from tune import trial_record
 from tune.search_space import (
     BASELINE,
     CategoricalDistribution,
@@ -96,7 +97,7 @@ def open_study(space: SearchSpace, name: str, storage_url: str | None, source: s
     study.set_user_attr(SPACE_ATTR, space.to_dict())
     study.set_user_attr(SOURCE_ATTR, source)
     if space.study.baseline and space.searched():
-        study.enqueue_trial(baseline_params(space), user_attrs={"baseline": True}, skip_if_exists=True)
+        study.enqueue_trial(baseline_params(space), user_attrs={trial_record.BASELINE: True}, skip_if_exists=True)
     for params in space.study.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     return study

@@ -1,0 +1,352 @@
+"""The study-level figures: the static PNGs that ``report.html`` embeds and the plotly page
+``interactive.html``.
+
+They live apart from ``tune.report`` so the report's numbers and text can change without touching
+matplotlib or plotly code, and the reverse; the report imports this module, never the other way
+round.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import optuna
+from matplotlib.axes import Axes
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
+
+from tune.diagnosis import REGIMES
+from tune.plots import REGIME_COLOURS, curves_side_by_side, save_figure
+from tune.trial_record import (
+    NO_COMPLETED_TRIAL,
+    completed_trials,
+    diagnosis_numbers,
+    trial_curves,
+    trial_diagnosis,
+    trial_regime,
+)
+
+_T = TypeVar("_T")
+_GREY = "#999999"
+_NOTE = '<p class="note">'
+
+
+class _NothingToDraw(Exception):
+    """A plot has no data in this study; its message goes into the report instead of the image."""
+
+
+def is_log(distribution: BaseDistribution | None) -> bool:
+    """Log-searched values are binned, labelled and plotted on a log scale."""
+    return bool(getattr(distribution, "log", False))
+
+
+def is_numeric(distribution: BaseDistribution) -> bool:
+    """Numeric values get value ranges and positions; categorical ones get their choices."""
+    return not isinstance(distribution, CategoricalDistribution)
+
+
+def _lambda_name(distributions: Mapping[str, BaseDistribution]) -> str:
+    return "l2" if "l2" in distributions else "l1"
+
+
+# --- static plots ---------------------------------------------------------------------------
+
+
+def _quietly(compute: Callable[[], _T]) -> _T:
+    """Run an optuna visualization or importance call without its ExperimentalWarning and
+    too-few-trials warnings: the report already says when a plot is missing or uninformative."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return compute()
+
+
+def draw_plots(
+    study: optuna.Study, trials: Sequence[FrozenTrial],
+    distributions: Mapping[str, BaseDistribution], effects: Mapping[str, list[dict[str, Any]]],
+    showcase: Mapping[str, FrozenTrial], out_dir: Path,
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Save every plot that has data; return the files and, for the others, why they are
+    missing, so ``report.html`` can embed the one and explain the other. ``effects`` and
+    ``showcase`` come from the report so the slices show its bin means and the learning curves
+    its chosen trials."""
+    complete = completed_trials(trials)
+    plots: dict[str, Callable[[], Figure]] = {
+        "optimization_history": lambda: _history_figure(complete),
+        "param_importances": lambda: _importance_figure(study, complete),
+        "slices": lambda: _slices_figure(complete, distributions, effects),
+        "contour_l2_dropout": lambda: _contour_figure(complete, distributions),
+        "intermediate_values": lambda: _intermediate_figure(trials),
+        "learning_curves": lambda: _showcase_figure(showcase),
+    }
+    images: dict[str, Path] = {}
+    skipped: dict[str, str] = {}
+    for name, draw in plots.items():
+        try:
+            images[name] = save_figure(draw(), out_dir / f"{name}.png")
+        except _NothingToDraw as why:
+            skipped[name] = str(why)
+    return images, skipped
+
+
+def _require_complete(complete: Sequence[FrozenTrial]) -> None:
+    if not complete:
+        raise _NothingToDraw(NO_COMPLETED_TRIAL)
+
+
+def _scatter_regimes(
+    axes: Axes, points: Sequence[tuple[float, float, str]], *, label: bool = True
+) -> None:
+    for regime in REGIMES:
+        mine = [(x, y) for x, y, owner in points if owner == regime]
+        if mine:
+            x, y = zip(*mine)
+            axes.scatter(x, y, color=REGIME_COLOURS[regime], s=36, zorder=3,
+                         label=f"{regime} ({len(mine)})" if label else None)
+
+
+def _history_figure(complete: Sequence[FrozenTrial]) -> Figure:
+    _require_complete(complete)
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    axes = fig.subplots()
+    numbers = [trial.number for trial in complete]
+    values = [trial.value for trial in complete]
+    axes.step(numbers, np.minimum.accumulate(values), where="post", color="#333333",
+              label="best so far")
+    _scatter_regimes(axes, [(t.number, t.value, trial_regime(t)) for t in complete])
+    axes.set_xlabel("trial")
+    axes.set_ylabel("objective (val_data_loss)")
+    axes.legend(fontsize=8)
+    return fig
+
+
+def _importance_figure(study: optuna.Study, complete: Sequence[FrozenTrial]) -> Figure:
+    if len(complete) < 2:
+        raise _NothingToDraw("needs at least 2 completed trials")
+    try:
+        importances = _quietly(lambda: optuna.importance.get_param_importances(study))
+    except (ValueError, RuntimeError) as error:
+        raise _NothingToDraw(f"optuna could not rank the hyperparameters: {error}") from error
+    if len(importances) < 2 or len(set(importances.values())) == 1:
+        raise _NothingToDraw("no hyperparameter explains the objective more than another")
+    ranked = sorted(importances.items(), key=lambda item: item[1])
+    fig = Figure(figsize=(7, max(3.0, 0.8 + 0.35 * len(ranked))), layout="constrained")
+    axes = fig.subplots()
+    axes.barh([name for name, _ in ranked], [value for _, value in ranked], color="#4c72b0")
+    axes.set_xlabel("importance (share of the objective's variation)")
+    return fig
+
+
+def _slices_figure(
+    complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution],
+    effects: Mapping[str, list[dict[str, Any]]],
+) -> Figure:
+    _require_complete(complete)
+    names = [name for name in distributions if any(name in t.params for t in complete)]
+    if not names:
+        raise _NothingToDraw("no hyperparameter is searched")
+    fig = Figure(figsize=(max(6.0, 3.0 * len(names)), 6.5), layout="constrained")
+    axes = fig.subplots(2, len(names), squeeze=False, sharey="row")
+    for column, name in enumerate(names):
+        mine = [trial for trial in complete if name in trial.params]
+        _draw_slice(axes[0, column], axes[1, column], name, distributions[name], mine,
+                    effects[name])
+    axes[0, 0].set_ylabel("objective (val_data_loss)")
+    axes[1, 0].set_ylabel("final gap (nats)")
+    axes[0, 0].legend(fontsize=7)
+    return fig
+
+
+def _draw_slice(
+    top: Axes, bottom: Axes, name: str, distribution: BaseDistribution,
+    trials: Sequence[FrozenTrial], bins: Sequence[dict[str, Any]],
+) -> None:
+    x = _slice_positions(top, bottom, name, distribution, trials)
+    _scatter_regimes(top, [(xi, t.value, trial_regime(t)) for xi, t in zip(x, trials)])
+    gaps = [(xi, diagnosis_numbers(t)["final_gap_loss"], trial_regime(t))
+            for xi, t in zip(x, trials) if "final_gap_loss" in diagnosis_numbers(t)]
+    _scatter_regimes(bottom, gaps, label=False)
+    centres = [_bin_centre(item, distribution) for item in bins]
+    top.plot(centres, [item["mean_value"] for item in bins], "kD-", markersize=5, zorder=4)
+    bottom.plot(centres, [item["mean_gap"] for item in bins], "kD-", markersize=5, zorder=4)
+    top.set_title(name)
+    bottom.set_xlabel(name)
+
+
+def _slice_positions(
+    top: Axes, bottom: Axes, name: str, distribution: BaseDistribution,
+    trials: Sequence[FrozenTrial],
+) -> list[float]:
+    """Numeric values as they are (log axis for log distributions); categories as jittered
+    indices so trials sharing a choice stay distinguishable."""
+    if is_numeric(distribution):
+        for axes in (top, bottom):
+            axes.set_xscale("log" if is_log(distribution) else "linear")
+        return [float(trial.params[name]) for trial in trials]
+    choices = distribution.choices
+    for axes in (top, bottom):
+        axes.set_xticks(range(len(choices)), [str(choice) for choice in choices])
+        axes.set_xlim(-0.5, len(choices) - 0.5)
+    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(trials))
+    return [choices.index(trial.params[name]) + j for trial, j in zip(trials, jitter)]
+
+
+def _bin_centre(item: Mapping[str, Any], distribution: BaseDistribution) -> float:
+    if not is_numeric(distribution):
+        return float(distribution.choices.index(item["low"]))
+    low, high = float(item["low"]), float(item["high"])
+    return math.sqrt(low * high) if is_log(distribution) else (low + high) / 2.0
+
+
+def _contour_figure(
+    complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution]
+) -> Figure:
+    penalty = _lambda_name(distributions)
+    if not all(name in distributions and is_numeric(distributions[name])
+               for name in (penalty, "dropout")):
+        raise _NothingToDraw("needs numeric l2 (or l1) and dropout in the search space")
+    trials = [t for t in complete if penalty in t.params and "dropout" in t.params]
+    _require_complete(trials)
+    log = is_log(distributions[penalty])
+    x = np.array([float(t.params[penalty]) for t in trials])
+    x = np.log10(x) if log else x
+    y = np.array([float(t.params["dropout"]) for t in trials])
+    z = np.array([t.value for t in trials])
+    fig = Figure(figsize=(7, 5.5), layout="constrained")
+    axes = fig.subplots()
+    _draw_contour_points(fig, axes, x, y, z, [trial_regime(t) for t in trials])
+    axes.set_xlabel(f"log10({penalty})" if log else penalty)
+    axes.set_ylabel("dropout")
+    return fig
+
+
+def _draw_contour_points(
+    fig: Figure, axes: Axes, x: np.ndarray, y: np.ndarray, z: np.ndarray, regimes: list[str]
+) -> None:
+    """A filled contour only where the points span an area: qhull rejects fewer than 4 distinct
+    points and collinear ones, and then the scatter alone still shows the plane."""
+    norm = Normalize(float(z.min()), float(z.max()))
+    if len(set(zip(x.tolist(), y.tolist()))) >= 4:
+        try:
+            axes.tricontourf(x, y, z, levels=12, cmap="viridis", norm=norm, alpha=0.6)
+        except (ValueError, RuntimeError):
+            pass
+    edges = [REGIME_COLOURS[regime] for regime in regimes]
+    points = axes.scatter(x, y, c=z, cmap="viridis", norm=norm, edgecolors=edges,
+                          linewidths=2.0, s=70, zorder=3)
+    fig.colorbar(points, ax=axes, label="objective (val_data_loss)")
+    axes.use_sticky_edges = False
+    axes.margins(0.05)
+    for regime in dict.fromkeys(regimes):
+        axes.scatter([], [], facecolors="none", edgecolors=REGIME_COLOURS[regime],
+                     linewidths=2.0, label=regime)
+    axes.legend(fontsize=8)
+
+
+def _intermediate_figure(trials: Sequence[FrozenTrial]) -> Figure:
+    reported = [trial for trial in trials if trial.intermediate_values]
+    if not reported:
+        raise _NothingToDraw("no trial reported a validation loss")
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    axes = fig.subplots()
+    for trial in reported:
+        steps = sorted(trial.intermediate_values)
+        axes.plot([step + 1 for step in steps], [trial.intermediate_values[s] for s in steps],
+                  marker="o", markersize=3, **_intermediate_style(trial))
+    handles, labels = axes.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axes.legend(unique.values(), unique.keys(), fontsize=8)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("val_data_loss")
+    return fig
+
+
+def _intermediate_style(trial: FrozenTrial) -> dict[str, Any]:
+    if trial.state == TrialState.COMPLETE:
+        regime = trial_regime(trial)
+        return {"color": REGIME_COLOURS[regime], "linewidth": 1.5, "label": regime}
+    if trial.state == TrialState.PRUNED:
+        return {"color": _GREY, "linestyle": "--", "linewidth": 1.0, "label": "pruned"}
+    return {"color": _GREY, "linestyle": ":", "linewidth": 1.0, "label": trial.state.name.lower()}
+
+
+def _showcase_figure(chosen: Mapping[str, FrozenTrial]) -> Figure:
+    if not chosen:
+        raise _NothingToDraw(f"{NO_COMPLETED_TRIAL} with stored learning curves")
+    return curves_side_by_side([
+        (f"{title}: trial {trial.number}", trial_curves(trial), trial_diagnosis(trial))
+        for title, trial in chosen.items()
+    ])
+
+
+# --- interactive plots ----------------------------------------------------------------------
+
+
+def write_interactive(
+    study: optuna.Study, distributions: Mapping[str, BaseDistribution], path: Path
+) -> Path:
+    """The plotly twins of the static figures, for exploring a study in a browser: one page,
+    plotly.js embedded once (with the first figure that could be drawn)."""
+    penalty = _lambda_name(distributions)
+    visualization = optuna.visualization
+    builders: dict[str, Callable[[], Any]] = {
+        "optimization history": lambda: visualization.plot_optimization_history(study),
+        "hyperparameter importances": lambda: visualization.plot_param_importances(study),
+        "slices": lambda: visualization.plot_slice(study),
+        f"{penalty} x dropout": lambda: visualization.plot_contour(
+            study, params=[penalty, "dropout"]),
+        "intermediate values": lambda: visualization.plot_intermediate_values(study),
+    }
+    sections = []
+    embed_plotly = True
+    for title, build in builders.items():
+        body = _interactive_section(build, embed_plotly)
+        if embed_plotly and not body.startswith(_NOTE):
+            embed_plotly = False
+        sections.append(f"<h2>{html.escape(title)}</h2>\n{body}")
+    title = f"Interactive plots: {study.study_name}"
+    path.write_text(html_document(title, "\n".join(sections)), encoding="utf-8")
+    return path
+
+
+def _interactive_section(build: Callable[[], Any], embed_plotly: bool) -> str:
+    try:
+        return _quietly(build).to_html(full_html=False, include_plotlyjs=embed_plotly)
+    # optuna raises a variety of errors for studies too small or too uniform to plot; a note
+    # tells the reader more than a missing page would.
+    except Exception as error:  # noqa: BLE001
+        return f'{_NOTE}not drawn: {html.escape(str(error) or type(error).__name__)}</p>'
+
+
+# --- page frame (shared with tune.report) ---------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
+th { background: #f2f2f2; } td.text { text-align: left; }
+tr.best td { font-weight: bold; background: #fff8dc; }
+.regime { display: inline-block; padding: 1px 8px; border-radius: 4px; color: #fff; }
+.reason { font-size: 0.8em; color: #555; text-align: left; max-width: 40em; }
+.note { color: #8a6d3b; background: #fcf8e3; padding: 4px 8px; }
+img { max-width: 100%; border: 1px solid #ddd; }
+figure { margin: 1em 0 2em; }
+"""
+
+
+def html_document(title: str, body: str) -> str:
+    """One frame and stylesheet for ``report.html`` and ``interactive.html`` so both read alike;
+    it lives here because the report imports this module, not the reverse."""
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
+    )
