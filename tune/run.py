@@ -60,13 +60,8 @@ def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     return f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} {regime}{best}"
 
 
-def run_study(path: Path, overrides: RunOverrides, *, storage: str | None, tracking_uri: str | None, echo: Echo = print) -> optuna.Study:
-    space = resolve_space(path, overrides)
-    name = space.study_name(path)
-    splits = load_splits(space)
-    echo(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, model {space.model.name}")
-    study = open_study(space, name, storage, str(path))
-    tracker = Tracker(name, tracking_uri)
+def _start_parent(tracker: Tracker, space: SearchSpace, name: str, path: Path, storage: str | None) -> str:
+    """This worker's parent run, with everything needed to reproduce it."""
     parent = tracker.start_parent(
         f"{name}@{socket.gethostname()}:{os.getpid()}",
         params=space.to_dict(),
@@ -74,6 +69,18 @@ def run_study(path: Path, overrides: RunOverrides, *, storage: str | None, track
     )
     tracker.log_file(parent, path, "space")
     tracker.log_text(parent, dump_space(space), "search_space.yaml")
+    return parent
+
+
+def run_study(path: Path, overrides: RunOverrides, *, storage: str | None, tracking_uri: str | None, echo: Echo = print) -> optuna.Study:
+    """Validate, load data, open the study and its parent run, run the trials, report."""
+    space = resolve_space(path, overrides)
+    name = space.study_name(path)
+    splits = load_splits(space)
+    echo(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, model {space.model.name}")
+    study = open_study(space, name, storage, str(path))
+    tracker = Tracker(name, tracking_uri)
+    parent = _start_parent(tracker, space, name, path, storage)
     ctx = TrialContext(space, splits, tracker, parent, name, space.study.sampler.seed or 0)
     status = "FAILED"
     try:
