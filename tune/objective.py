@@ -70,7 +70,7 @@ def _diagnose(curves: Curves, ctx: TrialContext) -> Diagnosis:
 def _record(trial: optuna.Trial, ctx: TrialContext, run_id: str, curves: Curves, state: str) -> Diagnosis:
     diagnosis = _diagnose(curves, ctx)
     trial_record.store(trial, diagnosis, curves)
-    numbers = {f"diagnosis.{k}": v for k, v in diagnosis.numbers.items() if math.isfinite(v)}
+    numbers = {f"diagnosis.{k}": v for k, v in diagnosis.numbers.items()}  # finite by construction
     ctx.tracker.log_metrics(run_id, {**_summary(curves), **numbers})
     ctx.tracker.set_tags(run_id, {"tune.regime": diagnosis.regime, "tune.diagnosis": diagnosis.reason})
     if curves:

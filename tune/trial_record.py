@@ -19,10 +19,9 @@ NO_COMPLETED_TRIAL = "no completed trial"
 
 
 def store(trial: optuna.Trial, diagnosis: Diagnosis, curves: Mapping[str, list[float]]) -> None:
-    """Non-finite numbers are dropped: storages serialize attributes as JSON."""
-    numbers = {k: v for k, v in diagnosis.numbers.items() if math.isfinite(v)}
+    """Curves are rounded to 6 digits: enough for plots, and the journal stays small."""
     trial.set_user_attr(REGIME, diagnosis.regime)
-    trial.set_user_attr(DIAGNOSIS, {"reason": diagnosis.reason, **numbers})
+    trial.set_user_attr(DIAGNOSIS, {"reason": diagnosis.reason, **diagnosis.numbers})
     trial.set_user_attr(CURVES, {k: [round(v, 6) for v in vs] for k, vs in curves.items()})
 
 
