@@ -35,20 +35,25 @@ def results() -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def cifar(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from tune.datasets import load_dataset
+def cifar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from tune.data.sources import load_dataset
 
-    return load_dataset(str(ARCHIVE), cache_dir=tmp_path_factory.mktemp("cache"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield load_dataset(str(ARCHIVE))
 
 
-def test_decoded_cache_makes_the_second_load_fast(tmp_path: Path, results: dict[str, Any]) -> None:
-    from tune.datasets import load_dataset
+def test_decoded_cache_makes_the_second_load_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, results: dict[str, Any]
+) -> None:
+    from tune.data.sources import load_dataset
 
+    monkeypatch.setenv("TUNE_CACHE_DIR", str(tmp_path))
     started = time.perf_counter()
-    first = load_dataset(str(ARCHIVE), cache_dir=tmp_path)
+    first = load_dataset(str(ARCHIVE))
     decode = time.perf_counter() - started
     started = time.perf_counter()
-    second = load_dataset(str(ARCHIVE), cache_dir=tmp_path)
+    second = load_dataset(str(ARCHIVE))
     cached = time.perf_counter() - started
     assert np.array_equal(first.x_train, second.x_train) and first.x_train.shape == (50000, 32, 32, 3)
     results["data_load"] = {"decode_s": round(decode, 2), "cached_s": round(cached, 2), "speedup": round(decode / cached, 1)}
@@ -56,8 +61,9 @@ def test_decoded_cache_makes_the_second_load_fast(tmp_path: Path, results: dict[
 
 
 def _images_per_second(splits: Any, *, precision: str, batch_size: int, epochs: int = 2) -> float:
-    from tune.search_space import BASELINE
-    from tune.training import train_model
+    from tune.contract import TrainSettings
+    from tune.engine.space import BASELINE
+    from tune.training.fit import train_model
 
     seconds: list[float] = []
     mark = [time.perf_counter()]
@@ -68,8 +74,8 @@ def _images_per_second(splits: Any, *, precision: str, batch_size: int, epochs: 
         mark[0] = now
 
     params = {**BASELINE, "batch_size": batch_size}
-    train_model(params, splits, model_name="seed_cnn", epochs=epochs, seed=0, precision=precision,
-                clean_train_size=1, on_epoch=on_epoch)
+    settings = TrainSettings("seed_cnn", epochs, seed=0, precision=precision, clean_train_size=1)
+    train_model(params, splits, settings, on_epoch)
     return len(splits.y_train) / min(seconds[1:])  # the first epoch includes tracing
 
 
@@ -99,7 +105,7 @@ def _seed_script_images_per_second(splits: Any, epochs: int = 2) -> float:
 
 
 def test_training_throughput_side_by_side(cifar: Any, results: dict[str, Any]) -> None:
-    from tune.datasets import split_for_tuning
+    from tune.data.splits import split_for_tuning
 
     splits = split_for_tuning(cifar, 1000, 10000, seed=0)
     measured = {
@@ -117,23 +123,25 @@ def _rss_growth_per_trial(train: Any, trials: int = 24) -> float:
     """MiB of resident memory (this process and its children) gained per trial after warm-up."""
     import psutil
 
-    from tune.datasets import load_dataset, split_for_tuning
-    from tune.search_space import BASELINE
+    from tune.contract import TrainSettings
+    from tune.data.sources import load_dataset
+    from tune.data.splits import split_for_tuning
+    from tune.engine.space import BASELINE
 
     splits = split_for_tuning(load_dataset("synthetic:2000"), 400, None, seed=0)
     me = psutil.Process()
     rss: list[float] = []
     for trial in range(trials):
         params = {**BASELINE, "l2": 10 ** -(trial % 4 + 2), "dropconnect": 0.25 * (trial % 2), "flip": bool(trial % 3)}
-        train(params, splits, model_name="seed_cnn", epochs=2, seed=trial, clean_train_size=400, on_epoch=lambda e, logs: None)
+        train(params, splits, TrainSettings("seed_cnn", 2, seed=trial, clean_train_size=400), lambda e, logs: None)
         rss.append(sum(p.memory_info().rss for p in [me, *me.children(recursive=True)]) / 2**20)
     return (float(np.mean(rss[-4:])) - float(np.mean(rss[4:8]))) / (trials - 8)
 
 
 def test_memory_stays_flat_over_many_trials(results: dict[str, Any]) -> None:
     """What `tune run` does (a process per trial) against training every trial in one process."""
-    from tune.isolation import train_isolated
-    from tune.training import train_model
+    from tune.training.isolated import train_isolated
+    from tune.training.fit import train_model
 
     isolated, in_process = _rss_growth_per_trial(train_isolated), _rss_growth_per_trial(train_model)
     results["memory_growth_mib_per_trial"] = {"process_per_trial": round(isolated, 2), "one_process": round(in_process, 2)}
@@ -144,7 +152,7 @@ def test_quick_study_on_real_data(tmp_path: Path, results: dict[str, Any]) -> No
     """The README's first-look command, timed, with its diagnosis and report checked."""
     import optuna
 
-    from tune.storage import open_storage
+    from tune.engine.storage import open_storage
 
     env = {"TUNE_STORE_DIR": str(tmp_path / "mlruns"), "MLFLOW_TRACKING_URI": ""}
     started = time.perf_counter()

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tune import datasets
-from tune.datasets import Dataset, load_dataset, read_image_archive, split_for_tuning
+from tune.data import cache, sources
+from tune.data.sources import load_dataset
+from tune.data.splits import Dataset, split_for_tuning
 from tune.errors import DataError
 
 REAL_ARCHIVE = Path(__file__).parents[2] / "shared/data/cifar10-jpeg.tar.gz"
@@ -24,7 +25,8 @@ COLOURS = {"ant": (255, 0, 0), "bee": (0, 255, 0), "cow": (0, 0, 255)}
 
 
 @pytest.fixture
-def cache_dir(tmp_path: Path) -> Path:
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TUNE_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 
@@ -112,47 +114,39 @@ def test_synthetic_bad_size(source: str) -> None:
 
 def test_image_folder_directory(tmp_path: Path, cache_dir: Path) -> None:
     folder = write_image_folder(tmp_path / "pets")
-    dataset = load_dataset(str(folder), cache_dir)
+    dataset = load_dataset(str(folder))
     assert_image_folder(dataset)
     assert dataset.source == f"image folder {folder}"
 
 
 def test_image_folder_one_folder_down(tmp_path: Path, cache_dir: Path) -> None:
     write_image_folder(tmp_path / "outer" / "pets")
-    assert_image_folder(load_dataset(str(tmp_path / "outer"), cache_dir))
+    assert_image_folder(load_dataset(str(tmp_path / "outer")))
 
 
 def test_image_folder_under_two_top_folders(tmp_path: Path, cache_dir: Path) -> None:
     write_image_folder(tmp_path / "outer" / "a")
     write_image_folder(tmp_path / "outer" / "b")
     with pytest.raises(DataError, match=r"images under several top folders \['a/', 'b/'\]"):
-        load_dataset(str(tmp_path / "outer"), cache_dir)
+        load_dataset(str(tmp_path / "outer"))
 
 
 def test_image_folder_ignores_hidden_and_non_image_files(tmp_path: Path, cache_dir: Path) -> None:
     folder = write_image_folder(tmp_path / "pets")
     (folder / "train" / "ant" / ".DS_Store").write_bytes(b"junk")
     (folder / "train" / "ant" / "notes.txt").write_text("not an image")
-    assert_image_folder(load_dataset(str(folder), cache_dir))
+    assert_image_folder(load_dataset(str(folder)))
 
 
 def test_image_archive(tmp_path: Path, cache_dir: Path) -> None:
     archive = tar_folder(write_image_folder(tmp_path / "pets"), tmp_path / "pets.tar.gz")
-    assert_image_folder(load_dataset(str(archive), cache_dir))
+    assert_image_folder(load_dataset(str(archive)))
 
 
 def test_image_archive_with_top_folder(tmp_path: Path, cache_dir: Path) -> None:
     folder = write_image_folder(tmp_path / "pets")
     archive = tar_folder(folder, tmp_path / "pets.tgz", prefix="pets/")
-    assert_image_folder(load_dataset(str(archive), cache_dir))
-
-
-def test_read_image_archive_limit(tmp_path: Path) -> None:
-    archive = tar_folder(write_image_folder(tmp_path / "pets"), tmp_path / "pets.tar.gz")
-    dataset = read_image_archive(archive, limit_per_class=2)
-    assert dataset.y_train.tolist() == [0, 0, 1, 1, 2, 2]
-    assert dataset.x_train[3, 0, 0].tolist() == [0, 127, 0]
-    assert len(dataset.y_test) == 6
+    assert_image_folder(load_dataset(str(archive)))
 
 
 def test_mismatched_test_classes(tmp_path: Path, cache_dir: Path) -> None:
@@ -160,7 +154,7 @@ def test_mismatched_test_classes(tmp_path: Path, cache_dir: Path) -> None:
     (folder / "test" / "cow").rename(folder / "test" / "cat")
     with pytest.raises(DataError, match=r"test/ classes \['ant', 'bee', 'cat'\] differ from "
                        r"train/ classes \['ant', 'bee', 'cow'\]"):
-        load_dataset(str(folder), cache_dir)
+        load_dataset(str(folder))
 
 
 def test_missing_test_folder(tmp_path: Path, cache_dir: Path) -> None:
@@ -168,14 +162,14 @@ def test_missing_test_folder(tmp_path: Path, cache_dir: Path) -> None:
     for file in (folder / "test").rglob("*.png"):
         file.unlink()
     with pytest.raises(DataError, match="no 'test/' folder"):
-        load_dataset(str(folder), cache_dir)
+        load_dataset(str(folder))
 
 
 def test_images_of_different_sizes(tmp_path: Path, cache_dir: Path) -> None:
     folder = write_image_folder(tmp_path / "pets")
     Image.new("RGB", (9, 8)).save(folder / "train" / "bee" / "2.png")
     with pytest.raises(DataError, match="train/bee/2.png' is \\(8, 9\\)"):
-        load_dataset(str(folder), cache_dir)
+        load_dataset(str(folder))
 
 
 def test_corrupt_image_names_the_member(tmp_path: Path, cache_dir: Path) -> None:
@@ -183,20 +177,20 @@ def test_corrupt_image_names_the_member(tmp_path: Path, cache_dir: Path) -> None
     (folder / "train" / "bee" / "1.png").write_bytes(b"\x89PNG truncated")
     archive = tar_folder(folder, tmp_path / "pets.tar.gz")
     with pytest.raises(DataError, match="cannot decode image 'train/bee/1.png'"):
-        load_dataset(str(archive), cache_dir)
+        load_dataset(str(archive))
 
 
 def test_missing_path(tmp_path: Path, cache_dir: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match=re.escape(f"'{missing}': no such file or directory")):
-        load_dataset(str(missing), cache_dir)
+        load_dataset(str(missing))
 
 
 def test_unknown_file_lists_accepted_forms(tmp_path: Path, cache_dir: Path) -> None:
     odd = tmp_path / "data.csv"
     odd.write_text("a,b\n")
     with pytest.raises(DataError, match="expected 'cifar10', 'synthetic'"):
-        load_dataset(str(odd), cache_dir)
+        load_dataset(str(odd))
 
 
 def cifar_value(image: int, channel: int, row: int, column: int) -> int:
@@ -231,7 +225,7 @@ def assert_cifar_python(dataset: Dataset) -> None:
 
 def test_cifar_python_directory(tmp_path: Path, cache_dir: Path) -> None:
     folder = write_cifar_python(tmp_path / "cifar-10-batches-py")
-    assert_cifar_python(load_dataset(str(folder), cache_dir))
+    assert_cifar_python(load_dataset(str(folder)))
 
 
 def test_cifar_python_archive_detected_by_content(tmp_path: Path, cache_dir: Path) -> None:
@@ -239,21 +233,21 @@ def test_cifar_python_archive_detected_by_content(tmp_path: Path, cache_dir: Pat
     archive = tmp_path / "renamed.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname="cifar-10-batches-py")
-    assert_cifar_python(load_dataset(str(archive), cache_dir))
+    assert_cifar_python(load_dataset(str(archive)))
 
 
 def test_cifar_python_refuses_foreign_pickles(tmp_path: Path, cache_dir: Path) -> None:
     folder = write_cifar_python(tmp_path / "cifar-10-batches-py")
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": Path("evil")}))
     with pytest.raises(DataError, match="test_batch.*refusing to load 'pathlib.*Path'"):
-        load_dataset(str(folder), cache_dir)
+        load_dataset(str(folder))
 
 
 def test_cifar_python_missing_batch(tmp_path: Path, cache_dir: Path) -> None:
     folder = write_cifar_python(tmp_path / "cifar-10-batches-py")
     (folder / "data_batch_4").unlink()
     with pytest.raises(DataError, match="'data_batch_4' is missing"):
-        load_dataset(str(folder), cache_dir)
+        load_dataset(str(folder))
 
 
 def write_npz(path: Path, **overrides: np.ndarray) -> Path:
@@ -270,7 +264,7 @@ def write_npz(path: Path, **overrides: np.ndarray) -> Path:
 
 def test_npz_round_trip(tmp_path: Path, cache_dir: Path) -> None:
     path = write_npz(tmp_path / "data.npz")
-    dataset = load_dataset(str(path), cache_dir)
+    dataset = load_dataset(str(path))
     with np.load(path) as raw:
         assert np.array_equal(dataset.x_train, raw["x_train"])
         assert np.array_equal(dataset.x_test, raw["x_test"])
@@ -282,28 +276,28 @@ def test_npz_round_trip(tmp_path: Path, cache_dir: Path) -> None:
 def test_npz_grayscale_is_rejected(tmp_path: Path, cache_dir: Path) -> None:
     path = write_npz(tmp_path / "gray.npz", x_test=np.zeros((2, 4, 4), np.uint8))
     with pytest.raises(DataError, match=r"'x_test' is uint8 of shape \(2, 4, 4\)"):
-        load_dataset(str(path), cache_dir)
+        load_dataset(str(path))
 
 
 def test_npz_missing_key(tmp_path: Path, cache_dir: Path) -> None:
     path = tmp_path / "partial.npz"
     np.savez(path, x_train=np.zeros((1, 2, 2, 3), np.uint8))
     with pytest.raises(DataError, match="lacks y_train, x_test, y_test; needs x_train"):
-        load_dataset(str(path), cache_dir)
+        load_dataset(str(path))
 
 
 def test_second_load_is_served_from_cache(
     tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = write_image_folder(tmp_path / "pets")
-    first = load_dataset(str(folder), cache_dir)
+    first = load_dataset(str(folder))
     assert len(list((cache_dir / "datasets").glob("pets-*.npz"))) == 1
 
     def refuse(path: Path, source: str) -> Dataset:
         raise AssertionError("decoded again instead of using the cache")
 
-    monkeypatch.setattr(datasets, "_decode_file_source", refuse)
-    second = load_dataset(str(folder), cache_dir)
+    monkeypatch.setattr(sources, "_decode_file_source", refuse)
+    second = load_dataset(str(folder))
     assert np.array_equal(first.x_train, second.x_train)
     assert np.array_equal(first.y_test, second.y_test)
     assert second.class_names == first.class_names and second.source == first.source
@@ -313,18 +307,18 @@ def test_changed_source_is_decoded_again_replacing_its_cache(
     tmp_path: Path, cache_dir: Path
 ) -> None:
     folder = write_image_folder(tmp_path / "pets")
-    load_dataset(str(folder), cache_dir)
+    load_dataset(str(folder))
     Image.new("RGB", (8, 8), (9, 9, 9)).save(folder / "train" / "ant" / "4.png")
-    assert len(load_dataset(str(folder), cache_dir).y_train) == 13
+    assert len(load_dataset(str(folder)).y_train) == 13
     assert len(list((cache_dir / "datasets").iterdir())) == 1
 
 
 def test_corrupt_cache_is_ignored_and_rewritten(tmp_path: Path, cache_dir: Path) -> None:
     archive = tar_folder(write_image_folder(tmp_path / "pets"), tmp_path / "pets.tar.gz")
-    load_dataset(str(archive), cache_dir)
+    load_dataset(str(archive))
     (cache_file,) = (cache_dir / "datasets").glob("*.npz")
     cache_file.write_bytes(b"PK\x03\x04 not really a zip")
-    assert_image_folder(load_dataset(str(archive), cache_dir))
+    assert_image_folder(load_dataset(str(archive)))
     with np.load(cache_file) as rewritten:
         assert rewritten["class_names"].tolist() == ["ant", "bee", "cow"]
     assert list((cache_dir / "datasets").iterdir()) == [cache_file]
@@ -332,9 +326,9 @@ def test_corrupt_cache_is_ignored_and_rewritten(tmp_path: Path, cache_dir: Path)
 
 def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TUNE_CACHE_DIR", str(tmp_path))
-    assert datasets.default_cache_dir() == tmp_path
+    assert cache.default_cache_dir() == tmp_path
     monkeypatch.delenv("TUNE_CACHE_DIR")
-    assert datasets.default_cache_dir() == Path.home() / ".cache" / "tune"
+    assert cache.default_cache_dir() == Path.home() / ".cache" / "tune"
 
 
 def labelled(counts: list[int]) -> Dataset:
@@ -375,8 +369,8 @@ def test_split_subset_larger_than_available_uses_all() -> None:
     assert len(splits.y_train) == 160
 
 
-@pytest.mark.parametrize("validation_size", [198, 1.0, 0.0, 0, True])
-def test_split_rejects_bad_validation_size(validation_size: int | float) -> None:
+@pytest.mark.parametrize("validation_size", [198, 0.999])
+def test_split_rejects_a_validation_set_that_leaves_a_class_empty(validation_size: int | float) -> None:
     with pytest.raises(DataError, match=f"validation_size {validation_size!r}"):
         split_for_tuning(labelled([100, 50, 50]), validation_size, None, seed=0)
 
@@ -389,8 +383,8 @@ def test_split_too_few_for_a_stratified_validation_set() -> None:
 def test_cifar10_offline_fails_before_keras_naming_alternatives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(datasets, "_keras_cifar10_cached", lambda: False)
-    monkeypatch.setattr(datasets, "_reachable", lambda host, port: False)
+    monkeypatch.setattr(sources, "_keras_cifar10_cached", lambda: False)
+    monkeypatch.setattr(sources, "_reachable", lambda host, port: False)
     monkeypatch.setitem(sys.modules, "keras", None)
     with pytest.raises(DataError) as raised:
         load_dataset("cifar10")
@@ -404,7 +398,7 @@ def test_unreachable_host_is_reported_quickly() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     start = time.perf_counter()
-    assert datasets._reachable("127.0.0.1", port, timeout=2.0) is False
+    assert sources._reachable("127.0.0.1", port) is False
     assert time.perf_counter() - start < 2.5
 
 
@@ -412,7 +406,7 @@ def test_listening_host_is_reachable() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        assert datasets._reachable("127.0.0.1", server.getsockname()[1], timeout=2.0) is True
+        assert sources._reachable("127.0.0.1", server.getsockname()[1]) is True
 
 
 def test_hanging_lookup_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -423,9 +417,10 @@ def test_hanging_lookup_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError("answered too late")
 
     monkeypatch.setattr(socket, "create_connection", hang)
+    monkeypatch.setattr(sources, "_PROBE_SECONDS", 0.3)
     start = time.perf_counter()
     try:
-        assert datasets._reachable("example.invalid", 443, timeout=0.3) is False
+        assert sources._reachable("example.invalid", 443) is False
         assert time.perf_counter() - start < 1.0
     finally:
         release.set()
@@ -436,19 +431,34 @@ def test_keras_cache_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     archive = tmp_path / "datasets" / "cifar-10-batches-py-target_archive"
     archive.parent.mkdir()
     archive.write_bytes(b"")
-    assert datasets._keras_cifar10_cached()
+    assert sources._keras_cifar10_cached()
 
 
 def test_module_does_not_load_tensorflow() -> None:
-    probe = "import sys, tune.datasets; print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"
+    probe = ("import sys, tune.data.sources, tune.data.cache, tune.data.splits, tune.data.synthetic; "
+             "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr
 
 
+def first_members(archive: Path, out: Path, per_class: int) -> Path:
+    """A small image-folder tarball of the first images of each class and split of ``archive``."""
+    taken: dict[tuple[str, str], int] = {}
+    with tarfile.open(archive, "r|gz") as source, tarfile.open(out, "w") as small:
+        for member in source:
+            parts = member.name.removeprefix("./").split("/")
+            if member.isfile() and len(parts) >= 3:
+                key = (parts[-3], parts[-2])
+                if taken.get(key, 0) < per_class:
+                    taken[key] = taken.get(key, 0) + 1
+                    small.addfile(member, source.extractfile(member))
+    return out
+
+
 @pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=f"{REAL_ARCHIVE} not present")
-def test_real_cifar10_jpeg_archive_first_images() -> None:
-    dataset = read_image_archive(REAL_ARCHIVE, limit_per_class=3)
-    assert dataset.class_names == datasets.CIFAR10_CLASSES
+def test_real_cifar10_jpeg_archive_first_images(tmp_path: Path, cache_dir: Path) -> None:
+    dataset = load_dataset(str(first_members(REAL_ARCHIVE, tmp_path / "first.tar", per_class=3)))
+    assert dataset.class_names == sources.CIFAR10_CLASSES
     assert dataset.x_train.shape == (30, 32, 32, 3) and dataset.x_test.shape == (30, 32, 32, 3)
     assert dataset.x_train.dtype == np.uint8
     assert dataset.y_train.tolist() == [label for label in range(10) for _ in range(3)]
@@ -459,13 +469,13 @@ def test_real_cifar10_jpeg_archive_first_images() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not REAL_ARCHIVE.exists(), reason=f"{REAL_ARCHIVE} not present")
 def test_real_cifar10_jpeg_archive_full_and_cached(cache_dir: Path) -> None:
-    dataset = load_dataset(str(REAL_ARCHIVE), cache_dir)
+    dataset = load_dataset(str(REAL_ARCHIVE))
     assert dataset.x_train.shape == (50_000, 32, 32, 3)
     assert dataset.x_test.shape == (10_000, 32, 32, 3)
     assert np.bincount(dataset.y_train).tolist() == [5000] * 10
     assert np.bincount(dataset.y_test).tolist() == [1000] * 10
     start = time.perf_counter()
-    again = load_dataset(str(REAL_ARCHIVE), cache_dir)
+    again = load_dataset(str(REAL_ARCHIVE))
     assert time.perf_counter() - start < 2.0
     assert np.array_equal(again.x_train, dataset.x_train)
-    assert again.class_names == datasets.CIFAR10_CLASSES
+    assert again.class_names == sources.CIFAR10_CLASSES

@@ -9,9 +9,9 @@ import pytest
 from conftest import tiny_space, tune_cli, write_space
 from mlflow.tracking import MlflowClient
 
-from tune.search_space import load_space
-from tune.storage import open_storage
-from tune.tracking import PARENT_TAG, ROLE_TAG, STATE_TAG
+from tune.engine.space import load_space
+from tune.engine.storage import open_storage
+from tune.tracking.tracker import PARENT_TAG, ROLE_TAG, STATE_TAG
 
 STUDY = "e2e"
 TRIALS = 6

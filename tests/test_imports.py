@@ -1,19 +1,29 @@
-"""The orchestration must stay importable without TensorFlow: quick CLI start-up, and tests of
-search, diagnosis, export and reporting that never pay for (or depend on) the framework."""
+"""The engine, tracking, reporting and commands must stay importable without TensorFlow: quick
+CLI start-up, and tests of search, diagnosis, export and reporting that never pay for (or depend
+on) the framework. Only ``tune.training``'s Keras modules may import it."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
-TF_FREE = [
-    "tune.cli", "tune.search_space", "tune.study", "tune.storage", "tune.run", "tune.export", "tune.diagnosis",
-    "tune.plots", "tune.report", "tune.study_plots", "tune.trial_record", "tune.tracking", "tune.datasets",
-    "tune.objective", "tune.isolation", "tune.publish",
-]
+PACKAGE = Path(__file__).resolve().parents[1] / "tune"
+KERAS_SIDE = {"tune.training.fit", "tune.training.models", "tune.training.layers", "tune.training.pipeline"}
 
 
-def test_orchestration_modules_do_not_load_tensorflow() -> None:
-    code = f"import sys\nfor m in {TF_FREE!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+def modules() -> list[str]:
+    names = [".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts) for path in PACKAGE.rglob("*.py")]
+    return sorted(name.removesuffix(".__init__") for name in names)
+
+
+def test_the_keras_side_is_four_modules_of_one_subpackage() -> None:
+    assert KERAS_SIDE < set(modules())
+
+
+def test_every_other_module_imports_without_tensorflow() -> None:
+    tf_free = [name for name in modules() if name not in KERAS_SIDE and name != "tune.__main__"]
+    assert "tune.training.isolated" in tf_free and "tune.engine.objective" in tf_free
+    code = f"import sys\nfor m in {tf_free!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tune.layers import DropConnectDense
+from tune.training.layers import DropConnectDense
 
 IN_FEATURES = 8
 UNITS = 256

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,10 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from tune.catalog import MODEL_NAMES
-from tune.layers import DropConnectDense
-from tune.models import build_model
-from tune.search_space import DEFAULTS
+from tune.contract import MODEL_NAMES
+from tune.engine.space import DEFAULTS
+from tune.training import models
+from tune.training.layers import DropConnectDense
 
 ALL_OFF: dict[str, Any] = dict(DEFAULTS)
 ALL_ON: dict[str, Any] = {
@@ -30,6 +28,10 @@ ALL_ON: dict[str, Any] = {
     "zoom": 0.15,
 }
 KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.Dense, DropConnectDense)
+
+
+def build(name: str, params: dict[str, Any]) -> keras.Model:
+    return models.build_model(name, params, (32, 32, 3), 10)
 
 
 def _count(model: keras.Model, layer_type: type) -> int:
@@ -52,7 +54,7 @@ def mixed_bfloat16() -> Iterator[None]:
 def test_every_model_maps_uint8_images_to_class_probabilities(
     name: str, params: dict[str, Any]
 ) -> None:
-    model = build_model(name, params)
+    model = build(name, params)
     assert model.input.dtype == "uint8"
     assert model.output_shape == (None, 10)
     probabilities = keras.ops.convert_to_numpy(model(np.zeros((2, 32, 32, 3), np.uint8)))
@@ -60,7 +62,7 @@ def test_every_model_maps_uint8_images_to_class_probabilities(
 
 
 def test_seed_cnn_all_off_is_the_reference_architecture() -> None:
-    model = build_model("seed_cnn", ALL_OFF)
+    model = build("seed_cnn", ALL_OFF)
     conv1, conv2, conv3 = 3 * 3 * 3 * 32 + 32, 3 * 3 * 32 * 64 + 64, 3 * 3 * 64 * 64 + 64
     dense64, dense10 = 4 * 4 * 64 * 64 + 64, 64 * 10 + 10
     assert (conv1, conv2, conv3, dense64, dense10) == (896, 18496, 36928, 65600, 650)
@@ -70,7 +72,7 @@ def test_seed_cnn_all_off_is_the_reference_architecture() -> None:
 
 @pytest.mark.parametrize(("name", "convs", "dropouts"), [("seed_cnn", 3, 1), ("vgg_bn", 6, 4)])
 def test_switches_add_exactly_their_layers(name: str, convs: int, dropouts: int) -> None:
-    off, on = build_model(name, ALL_OFF), build_model(name, ALL_ON)
+    off, on = build(name, ALL_OFF), build(name, ALL_ON)
     assert _count(off, keras.layers.BatchNormalization) == 0
     assert _count(on, keras.layers.BatchNormalization) == convs + 1
     assert (_count(off, keras.layers.Dropout), _count(on, keras.layers.Dropout)) == (0, dropouts)
@@ -81,7 +83,7 @@ def test_switches_add_exactly_their_layers(name: str, convs: int, dropouts: int)
 
 
 def test_augmentation_and_noise_follow_rescaling_in_order() -> None:
-    model = build_model("seed_cnn", ALL_ON)
+    model = build("seed_cnn", ALL_ON)
     names = [type(layer).__name__ for layer in model.layers[1:7]]
     assert names == [
         "Rescaling",
@@ -97,34 +99,26 @@ def test_augmentation_and_noise_follow_rescaling_in_order() -> None:
     assert (translation.height_factor, translation.width_factor) == (0.2, 0.1)
     assert zoom.height_factor == pytest.approx((-0.15, 0.15))
     assert noise.stddev == 0.05
-    plain = build_model("seed_cnn", ALL_OFF)
+    plain = build("seed_cnn", ALL_OFF)
     assert [type(layer).__name__ for layer in plain.layers[1:3]] == ["Rescaling", "Conv2D"]
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_penalty_covers_every_kernel_and_nothing_else(name: str) -> None:
-    model = build_model(name, ALL_ON)
+    model = build(name, ALL_ON)
     kernels = [keras.ops.convert_to_numpy(layer.kernel) for layer in _kernel_layers(model)]
     expected = sum(1e-5 * np.abs(k).sum() + 1e-3 * np.square(k).sum() for k in kernels)
     assert len(model.losses) == len(kernels) == _count(model, keras.layers.Conv2D) + 2
     assert float(keras.ops.sum(model.losses)) == pytest.approx(expected, rel=1e-5)
-    assert not build_model(name, ALL_OFF).losses
+    assert not build(name, ALL_OFF).losses
 
 
 def test_output_layer_stays_float32_under_mixed_precision(mixed_bfloat16: None) -> None:
-    model = build_model("vgg_bn", ALL_ON)
+    model = build("vgg_bn", ALL_ON)
     assert model.layers[-1].dtype_policy.name == "float32"
     assert _kernel_layers(model)[0].compute_dtype == "bfloat16"
     assert model(np.zeros((1, 32, 32, 3), np.uint8)).dtype == "float32"
 
 
-def test_unknown_model_name_is_rejected() -> None:
-    with pytest.raises(ValueError, match="unknown model 'resnet'.*seed_cnn, vgg_bn"):
-        build_model("resnet", ALL_OFF)
-
-
-def test_catalog_imports_without_tensorflow() -> None:
-    code = (
-        "import sys, tune.catalog; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
-    )
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+def test_every_model_name_the_schema_accepts_has_a_body() -> None:
+    assert set(models._BODIES) == set(MODEL_NAMES)

@@ -10,8 +10,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 from PIL import Image
 
-from tune.diagnosis import REGIMES, diagnose
-from tune.plots import REGIME_COLOURS, curves_side_by_side, learning_curve_figure, save_figure
+from tune.engine.diagnosis import REGIMES, diagnose
+from tune.report.curves import REGIME_COLOURS, curves_side_by_side, learning_curve_figure, save_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -38,8 +38,12 @@ def gap_shadings(axes: Axes) -> list[PolyCollection]:
     return [c for c in axes.collections if c.get_label() == "generalization gap"]
 
 
+def figure(curves: dict[str, list[float]], title: str = "trial 3"):
+    return learning_curve_figure(curves, title=title, diagnosis=diagnose(curves))
+
+
 def test_two_panels_with_every_curve_styled_as_specified() -> None:
-    fig = learning_curve_figure(overfit_curves(), title="trial 3")
+    fig = figure(overfit_curves())
     accuracy, loss = fig.axes
     assert accuracy.get_ylabel() == "accuracy" and loss.get_ylabel().startswith("loss")
     assert line(accuracy, "train (with dropout/aug)").get_linestyle() == "--"
@@ -49,14 +53,14 @@ def test_two_panels_with_every_curve_styled_as_specified() -> None:
 
 
 def test_epochs_are_labelled_one_to_n() -> None:
-    accuracy, loss = learning_curve_figure(overfit_curves(12), title="t").axes
+    accuracy, loss = figure(overfit_curves(12)).axes
     assert list(line(loss, "clean train").get_xdata()) == list(range(1, 13))
     assert loss.get_xlim() == (0.5, 12.5)
     assert all(float(tick).is_integer() for tick in accuracy.get_xticks())
 
 
 def test_best_epoch_line_marks_lowest_validation_loss() -> None:
-    for axes in learning_curve_figure(overfit_curves(), title="t").axes:
+    for axes in figure(overfit_curves()).axes:
         assert list(line(axes, "best epoch 5").get_xdata()) == [5, 5]
 
 
@@ -69,12 +73,6 @@ def test_diagnosis_colours_the_title_and_shades_the_gap() -> None:
     assert to_hex(fig._suptitle.get_color()) == REGIME_COLOURS["under-regularized"]
     (shading,) = gap_shadings(fig.axes[1])
     assert to_hex(shading.get_facecolor()[0], keep_alpha=False) == REGIME_COLOURS[diagnosis.regime]
-
-
-def test_without_diagnosis_title_is_plain_and_nothing_is_shaded() -> None:
-    fig = learning_curve_figure(overfit_curves(), title="trial 3")
-    assert fig.get_suptitle() == "trial 3"
-    assert gap_shadings(fig.axes[1]) == []
 
 
 def test_one_epoch_curve_shows_markers(tmp_path) -> None:
@@ -92,18 +90,18 @@ def test_side_by_side_puts_one_trial_per_column() -> None:
     overfit = overfit_curves()
     flat = {key: [0.25 if "accuracy" in key else 2.0] * 6 for key in overfit}
     fig = curves_side_by_side([
-        ("best", overfit, None),
+        ("best", overfit, diagnose(overfit)),
         ("most overfit", overfit, diagnose(overfit)),
         ("most underfit", flat, diagnose(flat)),
     ])
     assert len(fig.axes) == 6
     titles = [axes.get_title() for axes in fig.axes[:3]]
     assert titles == [
-        "best", "most overfit — under-regularized", "most underfit — over-regularized",
+        "best — under-regularized", "most overfit — under-regularized", "most underfit — over-regularized",
     ]
     assert [axes.get_ylabel() for axes in fig.axes[3:]] == ["loss (crossentropy)"] * 3
     assert list(line(fig.axes[4], "best epoch 5").get_xdata()) == [5, 5]
-    assert [len(gap_shadings(axes)) for axes in fig.axes[3:]] == [0, 1, 1]
+    assert [len(gap_shadings(axes)) for axes in fig.axes[3:]] == [1, 1, 1]
 
 
 def test_side_by_side_needs_a_trial() -> None:
@@ -129,10 +127,11 @@ def test_every_regime_has_a_colour() -> None:
 
 def test_drawing_needs_neither_pyplot_nor_tensorflow(tmp_path) -> None:
     code = (
-        "import sys\nfrom tune.plots import learning_curve_figure, save_figure\n"
-        "c = {k: [1.0, 0.8, 0.7] for k in ('clean_train_loss', 'val_data_loss')}\n"
-        "c |= {k: [0.5, 0.6, 0.7] for k in ('clean_train_accuracy', 'val_accuracy')}\n"
-        f"save_figure(learning_curve_figure(c, title='x'), {str(tmp_path / 'x.png')!r})\n"
+        "import sys\nfrom tune.contract import METRICS\nfrom tune.engine.diagnosis import Diagnosis\n"
+        "from tune.report.curves import learning_curve_figure, save_figure\n"
+        "c = {k: [1.0, 0.8, 0.7] if 'loss' in k else [0.5, 0.6, 0.7] for k in METRICS}\n"
+        f"save_figure(learning_curve_figure(c, title='x', diagnosis=Diagnosis('balanced', 'r', {{}})), "
+        f"{str(tmp_path / 'x.png')!r})\n"
         "print(sorted(m for m in ('matplotlib.pyplot', 'tensorflow', 'optuna', 'mlflow')"
         " if m in sys.modules))"
     )

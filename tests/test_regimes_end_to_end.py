@@ -11,8 +11,8 @@ import pytest
 from conftest import tiny_space, tune_cli, write_space
 from mlflow.tracking import MlflowClient
 
-from tune.storage import open_storage
-from tune.tracking import ROLE_TAG
+from tune.engine.storage import open_storage
+from tune.tracking.tracker import ROLE_TAG
 
 STUDY = "regimes"
 UNDERFIT = {"l2": 5.0, "dropout": 0.0}

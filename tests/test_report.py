@@ -13,8 +13,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from PIL import Image
 
-from tune.diagnosis import REGIMES, diagnose
-from tune.report import NO_COMPLETED_TRIAL, Report, build_report, render_text, showcase_trials
+from tune.engine.diagnosis import REGIMES, diagnose
+from tune.engine.trial_record import NO_COMPLETED_TRIAL
+from tune.report.analysis import Report, build_report, showcase_trials
+from tune.report import text as text_module
+from tune.report.text import render_text
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -104,25 +107,25 @@ def html_text(report: Report) -> str:
 
 def test_rows_follow_trial_numbers_with_regimes_and_marks(report: Report) -> None:
     rows = report.rows
-    assert [row["number"] for row in rows] == list(range(17))
+    assert [row.number for row in rows] == list(range(17))
     expected = (["under-regularized"] * 5 + ["balanced"] * 5 + ["over-regularized"] * 5
                 + ["inconclusive"] * 2)
-    assert [row["regime"] for row in rows] == expected
-    assert [row["number"] for row in rows if row["best"]] == [BEST]
-    assert [row["number"] for row in rows if row["baseline"]] == [0]
-    assert [row["state"] for row in rows[-2:]] == ["PRUNED", "FAIL"]
-    assert rows[BEST]["value"] == pytest.approx(0.75 + 1.1 * np.exp(-0.25 * 15))
-    assert (rows[BEST]["best_epoch"], rows[BEST]["epochs"]) == (15, 15)
-    assert (rows[15]["best_epoch"], rows[15]["epochs"]) == (2, 2)
-    assert rows[16]["epochs"] is None and rows[16]["gap_loss"] is None
+    assert [row.regime for row in rows] == expected
+    assert [row.number for row in rows if row.best] == [BEST]
+    assert [row.number for row in rows if row.baseline] == [0]
+    assert [row.state for row in rows[-2:]] == ["PRUNED", "FAIL"]
+    assert rows[BEST].value == pytest.approx(0.75 + 1.1 * np.exp(-0.25 * 15))
+    assert (rows[BEST].best_epoch, rows[BEST].epochs) == (15, 15)
+    assert (rows[15].best_epoch, rows[15].epochs) == (2, 2)
+    assert rows[16].epochs is None and rows[16].gap_loss is None
 
 
 def test_params_are_formatted_short_with_log_ones_scientific(report: Report) -> None:
-    text = report.rows[0]["params_text"]
+    text = report.rows[0].params_text
     assert text == {"l2": "1.00e-06", "dropout": "0", "optimizer": "adam", "batch_norm": "True",
                     "learning_rate": "1.00e-03"}
-    assert report.rows[1]["params_text"]["dropout"] == "0.37"
-    assert report.rows[0]["params"]["l2"] == pytest.approx(1e-6)
+    assert report.rows[1].params_text["dropout"] == "0.37"
+    assert report.rows[0].params["l2"] == pytest.approx(1e-6)
 
 
 def test_counts_cover_every_finished_trial(report: Report) -> None:
@@ -132,25 +135,25 @@ def test_counts_cover_every_finished_trial(report: Report) -> None:
 
 def test_l2_effects_show_the_u_and_a_shrinking_gap(report: Report) -> None:
     bins = report.effects["l2"]
-    assert [item["n"] for item in bins] == [3, 3, 3, 3, 3]
-    values = [item["mean_value"] for item in bins]
+    assert [item.n for item in bins] == [3, 3, 3, 3, 3]
+    values = [item.mean_value for item in bins]
     assert values[0] > values[2] < values[-1]
     assert values[2] == min(values)
-    gaps = [item["mean_gap"] for item in bins]
+    gaps = [item.mean_gap for item in bins]
     assert all(earlier > later for earlier, later in zip(gaps, gaps[1:]))
-    assert bins[0]["regimes"] == {"under-regularized": 3, "over-regularized": 0, "balanced": 0,
-                                  "inconclusive": 0}
-    assert bins[-1]["regimes"]["over-regularized"] == 3
-    assert bins[0]["label"] == "1.00e-06 - 5.18e-06"
+    assert bins[0].regimes == {"under-regularized": 3, "over-regularized": 0, "balanced": 0,
+                               "inconclusive": 0}
+    assert bins[-1].regimes["over-regularized"] == 3
+    assert bins[0].label == "1.00e-06 - 5.18e-06"
 
 
 def test_categorical_and_single_valued_params_get_one_row_per_value(report: Report) -> None:
     optimizer = report.effects["optimizer"]
-    assert [(item["label"], item["n"]) for item in optimizer] == [("adam", 8), ("sgd", 7)]
-    assert [(item["label"], item["n"]) for item in report.effects["batch_norm"]] == [("True", 15)]
+    assert [(item.label, item.n) for item in optimizer] == [("adam", 8), ("sgd", 7)]
+    assert [(item.label, item.n) for item in report.effects["batch_norm"]] == [("True", 15)]
     (rate,) = report.effects["learning_rate"]
-    assert (rate["label"], rate["n"], rate["low"]) == ("1.00e-03", 15, 1e-3)
-    assert rate["mean_value"] == pytest.approx(np.mean([r["value"] for r in report.rows[:15]]))
+    assert (rate.label, rate.n, rate.low) == ("1.00e-03", 15, 1e-3)
+    assert rate.mean_value == pytest.approx(np.mean([r.value for r in report.rows[:15]]))
 
 
 def test_every_plot_and_page_is_written(report: Report) -> None:
@@ -245,7 +248,7 @@ def test_failed_trial_without_curves(tmp_path: Path) -> None:
     report = build_report(study, tmp_path)
     assert_degenerate_report(report)
     (row,) = report.rows
-    assert (row["state"], row["regime"], row["value"], row["epochs"]) == (
+    assert (row.state, row.regime, row.value, row.epochs) == (
         "FAIL", "inconclusive", None, None)
     assert report.counts["inconclusive"] == 1
 
@@ -275,8 +278,11 @@ def test_contour_is_skipped_without_dropout(tmp_path: Path) -> None:
     assert "contour_l2_dropout: not drawn (needs numeric l2 (or l1) and dropout" in page
 
 
-def test_render_text_lists_counts_and_the_best_trials_first(report: Report) -> None:
-    text = render_text(report, limit=4)
+def test_render_text_lists_counts_and_the_best_trials_first(
+    report: Report, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(text_module, "TOP", 4)
+    text = render_text(report)
     assert "17 trials (15 complete, 1 pruned, 1 fail)" in text
     assert ("regimes: under-regularized: 5, over-regularized: 5, balanced: 5, inconclusive: 2"
             in text)
@@ -294,7 +300,8 @@ def test_render_text_marks_the_baseline(report: Report) -> None:
 
 
 def test_importing_report_loads_neither_tensorflow_nor_mlflow() -> None:
-    code = ("import sys, tune.report; "
+    code = ("import sys, tune.report.analysis, tune.report.page, tune.report.text, "
+            "tune.report.figures, tune.report.interactive; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)

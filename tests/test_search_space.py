@@ -9,12 +9,12 @@ import pytest
 import yaml
 
 from tune.errors import SpaceError
-from tune.search_space import (
+from tune.engine.space import (
     BASELINE,
     DOMAINS,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
+    CategoricalSpec,
+    FloatSpec,
+    IntSpec,
     dump_space,
     load_space,
 )
@@ -76,9 +76,9 @@ def test_distributions_and_fixed_values_parse(tmp_path: Path) -> None:
         "training": {"optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}},
     }))
     searched = space.searched()
-    assert isinstance(searched["l2"], FloatDistribution) and searched["l2"].log
-    assert isinstance(searched["early_stopping_patience"], IntDistribution)
-    assert isinstance(searched["batch_norm"], CategoricalDistribution)
+    assert isinstance(searched["l2"], FloatSpec) and searched["l2"].log
+    assert isinstance(searched["early_stopping_patience"], IntSpec)
+    assert isinstance(searched["batch_norm"], CategoricalSpec)
     assert set(searched) == {"l2", "early_stopping_patience", "batch_norm", "optimizer"}
     params = space.params()
     assert params["rotation"] == 10.0 and isinstance(params["rotation"], float)
@@ -104,11 +104,19 @@ def test_distributions_and_fixed_values_parse(tmp_path: Path) -> None:
         ({"study": {"pruner": {"type": "patient"}}}, "study.pruner.type", "'none', 'median', 'successive_halving' or 'hyperband'"),
         ({"training": {"optimizer": "adagrad"}}, "training.optimizer", "must be one of"),
         ({"data": {"validation_size": 1.5}}, "data.validation_size", "fraction must be < 1"),
-        ({"diagnosis": {"overfit_gapp": 0.3}}, "diagnosis", "unknown threshold"),
+        ({"diagnosis": {"overfit_gapp": 0.3}}, "diagnosis.overfit_gapp", "unknown key"),
         ({"study": {"enqueue": [{"l3": 0.1}]}}, "study.enqueue", "entry 0: unknown hyperparameter 'l3'"),
         ({"study": {"enqueue": [{"dropout": 2.0}]}}, "study.enqueue", "entry 0: dropout must be < 1"),
         ({"study": {"enqueue": [{"zoom": 0.1}]}}, "(top level)", "entry 0 sets ['zoom'], which this space does not search"),
-        ({"diagnosis": {"overfit_gap": -0.1}}, "diagnosis", "overfit_gap: must be a number >= 0"),
+        ({"diagnosis": {"overfit_gap": -0.1}}, "diagnosis.overfit_gap", "greater than or equal to 0"),
+        ({"diagnosis": {"min_epochs": 1}}, "diagnosis.min_epochs", "greater than or equal to 2"),
+        ({"diagnosis": {"flat_window": 2.5}}, "diagnosis.flat_window", "valid integer"),
+        ({"diagnosis": {"smooth_epochs": True}}, "diagnosis.smooth_epochs", "valid integer"),
+        ({"diagnosis": {"overfit_rise": float("nan")}}, "diagnosis.overfit_rise", "finite number"),
+        ({"diagnosis": {"underfit_accuracy": 1.5}}, "diagnosis.underfit_accuracy", "less than or equal to 1"),
+        ({"diagnosis": {"flat_slope": "0.01"}}, "diagnosis.flat_slope", "valid number"),
+        ({"data": {"validation_size": 0}}, "data.validation_size", "greater than 0"),
+        ({"data": {"validation_size": True}}, "data.validation_size", ""),
     ],
 )
 def test_each_mistake_names_file_key_and_problem(tmp_path: Path, raw: dict, key: str, problem: str) -> None:
@@ -150,3 +158,26 @@ def test_overrides_are_validated(tmp_path: Path) -> None:
 def test_baseline_is_seed_000() -> None:
     assert BASELINE["l2"] == 1e-3 and BASELINE["dropout"] == 0.5
     assert not BASELINE["flip"] and BASELINE["rotation"] == 0.0 and BASELINE["early_stopping_patience"] == 0
+
+
+def test_integer_thresholds_are_taken_as_integers(tmp_path: Path) -> None:
+    """A new user's first diagnosis override: ``min_epochs: 4`` was once always rejected."""
+    space = load_space(write(tmp_path, {"diagnosis": {"min_epochs": 4, "overfit_gap": 1}}))
+    assert space.diagnosis.min_epochs == 4 and type(space.diagnosis.min_epochs) is int
+    assert space.diagnosis.overfit_gap == 1.0 and space.diagnosis.flat_window == 5
+    assert load_space(write(tmp_path, space.to_dict())) == space
+
+
+def test_binary_garbage_gets_one_line_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    assert str(info.value) == f"{path}: not a text file: byte 128 is not UTF-8"
+
+
+def test_train_settings_come_from_the_fixed_sections() -> None:
+    space = load_space(ROOT / "search_spaces/quick.yaml")
+    settings = space.train_settings(seed=7)
+    assert (settings.model_name, settings.epochs, settings.seed) == ("seed_cnn", 10, 7)
+    assert (settings.precision, settings.clean_train_size) == ("float32", 2000)

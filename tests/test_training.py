@@ -1,24 +1,33 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import pytest
 
-from tune import training
-from tune.catalog import OPTIMIZER_NAMES
-from tune.datasets import Splits
+from tune.contract import METRICS, OBJECTIVE, OPTIMIZER_NAMES, EpochHook, Splits, TrainingResult, TrainSettings
+from tune.engine.space import DEFAULTS
 from tune.errors import TrainingDiverged
-from tune.search_space import DEFAULTS
-from tune.training import METRICS, TrainingResult, train_model
+from tune.training import fit, pipeline
+from tune.training.fit import fit_model, train_model
 
 PARAMS: dict[str, Any] = {**DEFAULTS, "learning_rate": 3e-3, "batch_size": 32}
 
 
 class Pruned(Exception):
     pass
+
+
+def ignore(epoch: int, logs: dict[str, float]) -> None:
+    """An epoch hook for tests that only look at the result."""
+
+
+def train(
+    params: dict[str, Any], splits: Splits, epochs: int, on_epoch: EpochHook = ignore,
+    model_name: str = "seed_cnn", **settings: Any,
+) -> TrainingResult:
+    return train_model(params, splits, TrainSettings(model_name, epochs, seed=1, **settings), on_epoch)
 
 
 def _images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -38,20 +47,16 @@ def overfitting_splits() -> Splits:
 
 @pytest.fixture(scope="module")
 def regularized(
-    overfitting_splits: Splits, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[TrainingResult, list[tuple[int, dict[str, float]]], Path]:
+    overfitting_splits: Splits,
+) -> tuple[TrainingResult, list[tuple[int, dict[str, float]]], keras.Model]:
     calls: list[tuple[int, dict[str, float]]] = []
-    path = tmp_path_factory.mktemp("model") / "best.keras"
-    result = train_model(
+    model, result = fit_model(
         {**PARAMS, "l2": 1e-2, "dropout": 0.5},
         overfitting_splits,
-        model_name="seed_cnn",
-        epochs=3,
-        seed=1,
-        on_epoch=lambda epoch, logs: calls.append((epoch, logs)),
-        save_path=path,
+        TrainSettings("seed_cnn", epochs=3, seed=1),
+        lambda epoch, logs: calls.append((epoch, logs)),
     )
-    return result, calls, path
+    return result, calls, model
 
 
 def _crossentropy_and_accuracy(
@@ -86,22 +91,20 @@ def test_on_epoch_gets_each_epochs_metrics_as_recorded(regularized: Any) -> None
 def test_patience_zero_still_keeps_the_best_epochs_weights(
     regularized: Any, overfitting_splits: Splits
 ) -> None:
-    result, _, path = regularized
-    val_data_loss = result.history["val_data_loss"]
+    result, _, model = regularized
+    val_data_loss = result.history[OBJECTIVE]
     assert result.best_epoch == int(np.argmin(val_data_loss)) == 0
-    assert val_data_loss[2] > val_data_loss[0]
-    saved = keras.saving.load_model(path)
-    loss, _ = _crossentropy_and_accuracy(saved, overfitting_splits.x_val, overfitting_splits.y_val)
+    assert result.objective == val_data_loss[0] < val_data_loss[2]
+    loss, _ = _crossentropy_and_accuracy(model, overfitting_splits.x_val, overfitting_splits.y_val)
     assert loss == pytest.approx(val_data_loss[0], rel=1e-4)
 
 
 def test_clean_train_metrics_are_penalty_free_inference_on_the_training_set(
     regularized: Any, overfitting_splits: Splits
 ) -> None:
-    result, _, path = regularized
-    saved = keras.saving.load_model(path)
+    result, _, model = regularized
     loss, accuracy = _crossentropy_and_accuracy(
-        saved, overfitting_splits.x_train, overfitting_splits.y_train
+        model, overfitting_splits.x_train, overfitting_splits.y_train
     )
     assert result.history["clean_train_loss"][0] == pytest.approx(loss, rel=1e-4)
     assert result.history["clean_train_accuracy"][0] == pytest.approx(accuracy)
@@ -109,15 +112,9 @@ def test_clean_train_metrics_are_penalty_free_inference_on_the_training_set(
 
 
 def test_early_stopping_stops_when_validation_loss_rises(overfitting_splits: Splits) -> None:
-    result = train_model(
-        {**PARAMS, "early_stopping_patience": 1},
-        overfitting_splits,
-        model_name="seed_cnn",
-        epochs=6,
-        seed=1,
-    )
+    result = train({**PARAMS, "early_stopping_patience": 1}, overfitting_splits, epochs=6)
     assert (result.epochs_run, result.stopped_early) == (2, True)
-    assert result.best_epoch == int(np.argmin(result.history["val_data_loss"])) == 0
+    assert result.best_epoch == int(np.argmin(result.history[OBJECTIVE])) == 0
     history = result.history
     np.testing.assert_allclose(history["val_loss"], history["val_data_loss"], rtol=1e-5)
 
@@ -129,49 +126,40 @@ def test_exception_from_on_epoch_propagates_and_the_session_is_cleared(
         raise Pruned(f"epoch {epoch}")
 
     with pytest.raises(Pruned, match="epoch 0"):
-        train_model(
-            PARAMS,
-            overfitting_splits,
-            model_name="vgg_bn",
-            epochs=3,
-            seed=1,
-            precision="mixed_bfloat16",
-            on_epoch=prune,
-        )
+        train(PARAMS, overfitting_splits, 3, prune, model_name="vgg_bn", precision="mixed_bfloat16")
     assert keras.backend.get_uid("dense") == 1
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_same_seed_gives_the_same_history(overfitting_splits: Splits) -> None:
     params = {**PARAMS, "dropout": 0.5, "flip": True, "input_noise": 0.1}
-    first, second = (
-        train_model(params, overfitting_splits, model_name="seed_cnn", epochs=1, seed=5)
-        for _ in range(2)
-    )
+    first, second = (train(params, overfitting_splits, epochs=1) for _ in range(2))
     assert first.history == second.history
 
 
-def test_non_finite_loss_raises_training_diverged(overfitting_splits: Splits) -> None:
+def test_non_finite_loss_raises_training_diverged_before_the_epoch_is_reported(
+    overfitting_splits: Splits,
+) -> None:
+    reported: list[int] = []
     with pytest.raises(TrainingDiverged, match=r"epoch 1/2: loss=nan.*learning_rate=1000000"):
-        train_model(
-            {**PARAMS, "learning_rate": 1e6},
-            overfitting_splits,
-            model_name="seed_cnn",
-            epochs=2,
-            seed=1,
-        )
+        train({**PARAMS, "learning_rate": 1e6}, overfitting_splits, 2, lambda epoch, logs: reported.append(epoch))
+    assert reported == [], "a diverged epoch must never reach the engine"
+
+
+def test_every_optimizer_name_the_schema_accepts_has_an_optimizer() -> None:
+    assert set(fit._OPTIMIZERS) == set(OPTIMIZER_NAMES)
 
 
 @pytest.mark.parametrize("name", OPTIMIZER_NAMES)
 def test_every_optimizer_name_gives_its_optimizer_at_the_learning_rate(name: str) -> None:
-    optimizer = training._optimizer(name, 0.01)
+    optimizer = fit._OPTIMIZERS[name](0.01)
     assert type(optimizer).__name__.lower() == name
     assert float(optimizer.learning_rate) == pytest.approx(0.01)
 
 
 def test_sgd_uses_momentum_and_adamw_decays_kernels_only() -> None:
-    assert training._optimizer("sgd", 0.1).momentum == 0.9
-    adamw = training._optimizer("adamw", 0.1)
+    assert fit._OPTIMIZERS["sgd"](0.1).momentum == 0.9
+    adamw = fit._OPTIMIZERS["adamw"](0.1)
     variables = [keras.Variable(np.ones(2), name=name) for name in ("kernel", "bias", "gamma")]
     adamw.apply_gradients([(np.zeros(2), variable) for variable in variables])
     kernel, bias, gamma = (keras.ops.convert_to_numpy(variable) for variable in variables)
@@ -182,22 +170,10 @@ def test_sgd_uses_momentum_and_adamw_decays_kernels_only() -> None:
 def test_clean_train_subset_is_a_fixed_sample_of_the_requested_size(
     overfitting_splits: Splits,
 ) -> None:
-    x, y = training._clean_subset(overfitting_splits, 50, seed=3)
-    x_again, _ = training._clean_subset(overfitting_splits, 50, seed=3)
+    x, y = pipeline.clean_subset(overfitting_splits, 50, seed=3)
+    x_again, _ = pipeline.clean_subset(overfitting_splits, 50, seed=3)
     assert x.shape == (50, 32, 32, 3) and y.shape == (50,)
     np.testing.assert_array_equal(x, x_again)
     train_rows = {image.tobytes() for image in overfitting_splits.x_train}
     assert len({image.tobytes() for image in x} & train_rows) == 50
-    assert len(training._clean_subset(overfitting_splits, 5000, seed=3)[0]) == 200
-
-
-@pytest.mark.parametrize(
-    ("argument", "message"),
-    [({"precision": "float16"}, "unknown precision 'float16'"), ({"epochs": 0}, "epochs must")],
-)
-def test_invalid_arguments_are_rejected(
-    overfitting_splits: Splits, argument: dict[str, Any], message: str
-) -> None:
-    arguments: dict[str, Any] = {"model_name": "seed_cnn", "epochs": 1, "seed": 0, **argument}
-    with pytest.raises(ValueError, match=message):
-        train_model(PARAMS, overfitting_splits, **arguments)
+    assert len(pipeline.clean_subset(overfitting_splits, 5000, seed=3)[0]) == 200

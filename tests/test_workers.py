@@ -16,8 +16,8 @@ import pytest
 from conftest import ROOT, tiny_space, write_space
 from mlflow.tracking import MlflowClient
 
-from tune.storage import open_storage
-from tune.tracking import ROLE_TAG
+from tune.engine.storage import open_storage
+from tune.tracking.tracker import ROLE_TAG
 
 TRIALS_PER_WORKER = 2
 WORKERS = 2

@@ -60,8 +60,8 @@ def _quiet_libraries() -> None:
 @_user_errors
 def run(
     space: Annotated[Path, typer.Argument(help="search-space YAML file")],
-    trials: Annotated[int | None, typer.Option(min=1, help="trials to run in this process")] = None,
-    timeout: Annotated[float | None, typer.Option(min=1, help="stop starting trials after SECONDS")] = None,
+    trials: Annotated[int | None, typer.Option(help="trials to run in this process")] = None,
+    timeout: Annotated[float | None, typer.Option(help="stop starting trials after SECONDS")] = None,
     data: Annotated[str | None, typer.Option(help="cifar10, synthetic, or a path (image folder, .tar.gz, .npz)")] = None,
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
@@ -69,7 +69,7 @@ def run(
     seed: Annotated[int | None, typer.Option(help="sampler seed; give each parallel worker its own")] = None,
 ) -> None:
     """Run (or resume) the study a search-space file describes."""
-    from tune.run import RunOverrides, run_study
+    from tune.commands.run import RunOverrides, run_study
 
     _quiet_libraries()
     overrides = RunOverrides(trials=trials, timeout=timeout, data=data, study=study, seed=seed)
@@ -86,7 +86,7 @@ def export(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Write the best trial as a fixed-value config that `tune run` loads directly."""
-    from tune.export import export_best
+    from tune.commands.export import export_best
 
     _quiet_libraries()
     path = export_best(study_or_space, storage=storage, tracking_uri=tracking_uri, out=out)
@@ -101,9 +101,9 @@ def report(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Diagnose every trial of a study: regimes, parameter effects, plots; logged to MLflow."""
-    from tune.export import study_name_of
-    from tune.publish import report_study
-    from tune.report import render_text
+    from tune.commands.export import study_name_of
+    from tune.report.text import render_text
+    from tune.report.publish import report_study
 
     _quiet_libraries()
     typer.echo(render_text(report_study(study_name_of(study), storage=storage, tracking_uri=tracking_uri)))
@@ -115,7 +115,7 @@ def ui(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Open the MLflow UI on these stores, bound to 127.0.0.1."""
-    from tune.tracking import default_tracking_uri
+    from tune.tracking.tracker import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
     typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C to stop)")

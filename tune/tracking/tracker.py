@@ -15,24 +15,26 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 
-from tune.storage import store_dir
+from tune.paths import artifacts_dir, mlflow_database
 
 PARENT_TAG = "mlflow.parentRunId"
 ROLE_TAG = "tune.role"
 STUDY_TAG = "tune.study"
 TRIAL_TAG = "tune.trial_number"
 STATE_TAG = "tune.trial_state"
-_RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+_RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 _MAX_PARAM_LENGTH = 6000
 
 
 def default_tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else a SQLite database in the store folder (MLflow 3 has
     no file store any more)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(store_dir() / 'mlflow.db').resolve()}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_database().resolve()}"
 
 
 def _now_ms() -> int:
@@ -80,7 +82,7 @@ class Tracker:
         decides for itself."""
         if not self.tracking_uri.startswith("sqlite:"):
             return None
-        return (store_dir() / "artifacts" / study_name).resolve().as_uri()
+        return artifacts_dir(study_name).resolve().as_uri()
 
     def _experiment(self, study_name: str) -> str:
         found = self.client.get_experiment_by_name(study_name)
@@ -114,15 +116,15 @@ class Tracker:
     def log_file(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
-    def log_figure(self, run_id: str, figure: Any, artifact_file: str) -> None:
+    def log_figure(self, run_id: str, figure: Figure, artifact_file: str) -> None:
         self.client.log_figure(run_id, figure, artifact_file)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def finish_trial(self, run_id: str, state: str) -> None:
+    def finish_trial(self, run_id: str, state: TrialState) -> None:
         """Record how the trial ended; pruned trials show as KILLED in the MLflow UI."""
-        self.set_tags(run_id, {STATE_TAG: state})
+        self.set_tags(run_id, {STATE_TAG: state.name})
         self.client.set_terminated(run_id, _RUN_STATUS[state])
 
     def finish_parent(self, run_id: str, status: str = "FINISHED") -> None:

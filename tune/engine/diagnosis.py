@@ -24,22 +24,35 @@ The checks run in a fixed order, which makes the labels mutually exclusive:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
+from pydantic import ConfigDict, Field
 
-from tune.errors import SpaceError
+from tune.contract import (
+    CLEAN_TRAIN_ACCURACY,
+    CLEAN_TRAIN_LOSS,
+    HONEST_CURVES,
+    VAL_ACCURACY,
+    VAL_DATA_LOSS,
+    Curves,
+    best_epoch,
+)
 
 REGIMES = ("under-regularized", "over-regularized", "balanced", "inconclusive")
 UNDER_REGULARIZED, OVER_REGULARIZED, BALANCED, INCONCLUSIVE = REGIMES
 
-_HONEST_CURVES = ("clean_train_loss", "clean_train_accuracy", "val_data_loss", "val_accuracy")
-_INTEGER_MINIMA = {"min_epochs": 2, "smooth_epochs": 1, "flat_window": 2}
-_FRACTIONS = ("underfit_accuracy", "underfit_gap")
+# The diagnosis number the report ranks and bins trials by: end gap, validation minus clean train.
+FINAL_GAP_LOSS = "final_gap_loss"
 _TINY_LOSS = 1e-12
-
-Curves = Mapping[str, Sequence[float]]
+# The limits of each threshold, declared once: the search-space schema validates the
+# ``diagnosis:`` section against them (pydantic reads ``Annotated`` fields of a dataclass).
+_Epochs = Annotated[int, Field(ge=2, strict=True)]
+_Count = Annotated[int, Field(ge=1, strict=True)]
+_Positive = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+_Fraction = Annotated[float, Field(ge=0, le=1, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -48,60 +61,43 @@ class Thresholds:
     any of them by name. Defaults are tuned for CIFAR-10-sized problems with accuracy measured on a
     few thousand images, whose epoch-to-epoch noise is about one accuracy point."""
 
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
     # epochs; a trial pruned before this says nothing about its regime (2 is the least a slope
     # needs).
-    min_epochs: int = 3
+    min_epochs: _Epochs = 3
     # epochs averaged for every end value and for the validation minimum: damps single noisy epochs
     # while still reacting within an early-stopping patience window.
-    smooth_epochs: int = 3
+    smooth_epochs: _Count = 3
     # nats of val_data_loss - clean_train_loss at the end. exp(0.5) = 1.65: validation images get
     # 1.65x less probability on their true class (geometric mean) than training images, which no
     # well-regularized CIFAR-10 CNN shows (theirs stay around 0.1-0.3 nats).
-    overfit_gap: float = 0.5
+    overfit_gap: _Positive = 0.5
     # relative rise of the end val_data_loss above its minimum (0.10 = 10%). Early-stopping tails
     # and noise move it a few percent; a climb past 10% is the classic overfitting U.
-    overfit_rise: float = 0.10
+    overfit_rise: _Positive = 0.10
     # relative fall of clean_train_loss over the same epochs the validation loss rose (0.05 = 5%):
     # a rise with a falling training loss is overfitting; a rise with both rising is instability.
-    overfit_train_fall: float = 0.05
+    overfit_train_fall: _Positive = 0.05
     # clean training accuracy, as a fraction of the way from chance (1/num_classes) to 1, below
     # which the model "cannot fit its training data": 0.5 -> 55% on 10 classes, where every
     # capable CIFAR-10 CNN that is not held back gets to 70-90%.
-    underfit_accuracy: float = 0.5
+    underfit_accuracy: _Fraction = 0.5
     # |clean train accuracy - val accuracy| at or below which the two are "close" (0.05 = 5 points):
     # a held-back model generalizes as well as it fits.
-    underfit_gap: float = 0.05
+    underfit_gap: _Fraction = 0.05
     # accuracy gained per epoch (least-squares slope over the last flat_window epochs) below which a
     # curve is flat. 0.01 = 1 point/epoch: three times the slope noise of 1-point epoch jitter.
-    flat_slope: float = 0.01
+    flat_slope: _Positive = 0.01
     # epochs the flatness slope is fitted over (fewer if the run is shorter).
-    flat_window: int = 5
-
-    def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            _check_threshold(name, value)
-
-
-def _check_threshold(name: str, value: object) -> None:
-    """Reject values from a search-space file that would silently switch a check off or crash it."""
-    if name in _INTEGER_MINIMA:
-        minimum = _INTEGER_MINIMA[name]
-        valid = type(value) is int and value >= minimum
-        expected = f"an integer >= {minimum}"
-    else:
-        upper = 1.0 if name in _FRACTIONS else float("inf")
-        valid = (not isinstance(value, bool) and isinstance(value, int | float)
-                 and 0.0 <= value <= upper)
-        expected = "a number from 0 to 1" if name in _FRACTIONS else "a number >= 0"
-    if not valid:
-        raise SpaceError(f"diagnosis.{name}: must be {expected}, got {value!r}")
+    flat_window: _Epochs = 5
 
 
 @dataclass(frozen=True)
 class Diagnosis:
     """The verdict on one trial, with the measurements that justify it so a report can show them.
 
-    ``numbers`` (all finite floats): epochs, best_epoch (1-based, lowest raw val_data_loss),
+    ``numbers`` (all finite floats): epochs, best_epoch (1-based, ``tune.contract.best_epoch``),
     clean_train_loss, val_data_loss, clean_train_accuracy, val_accuracy (end values, i.e. means of
     the last ``smooth_epochs`` epochs), final_gap_loss (val - clean train, nats),
     final_gap_accuracy (clean train - val), val_loss_rise (end over smoothed minimum, minus 1),
@@ -118,32 +114,15 @@ class Diagnosis:
             raise ValueError(f"regime {self.regime!r} is not one of {', '.join(REGIMES)}")
 
 
-def best_epoch(curves: Curves) -> int:
-    """1-based epoch of the lowest penalty-free validation loss: the weights early stopping
-    keeps."""
-    values = curves.get("val_data_loss")
-    if values is None or len(values) == 0:
-        raise ValueError("curves have no 'val_data_loss' values to find the best epoch in")
-    return int(np.argmin(values)) + 1
-
-
-def generalization_gaps(curves: Curves) -> dict[str, list[float]]:
-    """Per-epoch gaps, for plots and reports that show how the gap opened over training."""
-    honest = _honest(curves)
-    return {
-        "gap_loss": (honest["val_data_loss"] - honest["clean_train_loss"]).tolist(),
-        "gap_accuracy": (honest["clean_train_accuracy"] - honest["val_accuracy"]).tolist(),
-    }
-
-
 def diagnose(
     curves: Curves, thresholds: Thresholds = Thresholds(), *, num_classes: int = 10
 ) -> Diagnosis:
     """Label a trial so the user learns which way to move its regularization.
 
     ``num_classes`` sets chance accuracy, which ``underfit_accuracy`` is measured from. Raises
-    ValueError for curves the training loop cannot have produced (missing, empty, unequal or
-    non-finite), since diagnosing them would only hide the bug.
+    ValueError for curves the training loop cannot have produced (missing, empty or unequal),
+    since diagnosing them would only hide the bug. Non-finite values cannot arrive: training
+    fails a diverged trial before its epoch is reported.
     """
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
@@ -160,18 +139,15 @@ def regime_counts(diagnoses: Iterable[Diagnosis]) -> dict[str, int]:
 
 
 def _honest(curves: Curves) -> dict[str, np.ndarray]:
-    missing = [key for key in _HONEST_CURVES if key not in curves]
+    missing = [key for key in HONEST_CURVES if key not in curves]
     if missing:
         raise ValueError(f"curves lack {', '.join(missing)} (have: {', '.join(sorted(curves))})")
-    honest = {key: np.asarray(curves[key], dtype=float) for key in _HONEST_CURVES}
+    honest = {key: np.asarray(curves[key], dtype=float) for key in HONEST_CURVES}
     lengths = {key: len(values) for key, values in honest.items()}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"curves differ in length: {lengths}")
     if 0 in lengths.values():
         raise ValueError("curves are empty: no epoch to diagnose")
-    bad = [key for key, values in honest.items() if not np.isfinite(values).all()]
-    if bad:
-        raise ValueError(f"curves {', '.join(bad)} contain non-finite values (diverged trial?)")
     return honest
 
 
@@ -191,29 +167,29 @@ def _slope(values: np.ndarray, window: int) -> float:
 
 
 def _loss_numbers(honest: dict[str, np.ndarray], t: Thresholds) -> dict[str, float]:
-    train = _trailing_means(honest["clean_train_loss"], t.smooth_epochs)
-    val = _trailing_means(honest["val_data_loss"], t.smooth_epochs)
+    train = _trailing_means(honest[CLEAN_TRAIN_LOSS], t.smooth_epochs)
+    val = _trailing_means(honest[VAL_DATA_LOSS], t.smooth_epochs)
     lowest = int(np.argmin(val))
     return {
-        "epochs": float(len(honest["val_data_loss"])),
-        "best_epoch": float(best_epoch(honest)),
-        "clean_train_loss": float(train[-1]),
-        "val_data_loss": float(val[-1]),
-        "final_gap_loss": float(val[-1] - train[-1]),
+        "epochs": float(len(honest[VAL_DATA_LOSS])),
+        "best_epoch": float(best_epoch(honest) + 1),
+        CLEAN_TRAIN_LOSS: float(train[-1]),
+        VAL_DATA_LOSS: float(val[-1]),
+        FINAL_GAP_LOSS: float(val[-1] - train[-1]),
         "val_loss_rise": float(val[-1] / max(val[lowest], _TINY_LOSS) - 1.0),
         "train_loss_fall": float(1.0 - train[-1] / max(train[lowest], _TINY_LOSS)),
     }
 
 
 def _accuracy_numbers(honest: dict[str, np.ndarray], t: Thresholds) -> dict[str, float]:
-    train = float(_trailing_means(honest["clean_train_accuracy"], t.smooth_epochs)[-1])
-    val = float(_trailing_means(honest["val_accuracy"], t.smooth_epochs)[-1])
+    train = float(_trailing_means(honest[CLEAN_TRAIN_ACCURACY], t.smooth_epochs)[-1])
+    val = float(_trailing_means(honest[VAL_ACCURACY], t.smooth_epochs)[-1])
     return {
-        "clean_train_accuracy": train,
-        "val_accuracy": val,
+        CLEAN_TRAIN_ACCURACY: train,
+        VAL_ACCURACY: val,
         "final_gap_accuracy": train - val,
-        "train_accuracy_slope": _slope(honest["clean_train_accuracy"], t.flat_window),
-        "val_accuracy_slope": _slope(honest["val_accuracy"], t.flat_window),
+        "train_accuracy_slope": _slope(honest[CLEAN_TRAIN_ACCURACY], t.flat_window),
+        "val_accuracy_slope": _slope(honest[VAL_ACCURACY], t.flat_window),
     }
 
 
@@ -221,10 +197,10 @@ def _classify(n: dict[str, float], t: Thresholds, chance: float) -> tuple[str, s
     if n["epochs"] < t.min_epochs:
         return INCONCLUSIVE, _too_short_reason(n, t)
     rising = n["val_loss_rise"] >= t.overfit_rise and n["train_loss_fall"] >= t.overfit_train_fall
-    if rising or n["final_gap_loss"] >= t.overfit_gap:
+    if rising or n[FINAL_GAP_LOSS] >= t.overfit_gap:
         return UNDER_REGULARIZED, _overfit_reason(n, t, rising)
     low_ceiling = chance + t.underfit_accuracy * (1.0 - chance)
-    if n["clean_train_accuracy"] < low_ceiling and abs(n["final_gap_accuracy"]) <= t.underfit_gap:
+    if n[CLEAN_TRAIN_ACCURACY] < low_ceiling and abs(n["final_gap_accuracy"]) <= t.underfit_gap:
         if max(n["train_accuracy_slope"], n["val_accuracy_slope"]) < t.flat_slope:
             return OVER_REGULARIZED, _underfit_reason(n, t, low_ceiling)
         return INCONCLUSIVE, _still_learning_reason(n, t)
@@ -240,7 +216,7 @@ def _too_short_reason(n: dict[str, float], t: Thresholds) -> str:
 
 
 def _overfit_reason(n: dict[str, float], t: Thresholds, rising: bool) -> str:
-    gap = f"gap {n['final_gap_loss']:.2f} nats"
+    gap = f"gap {n[FINAL_GAP_LOSS]:.2f} nats"
     if rising:
         return (
             f"validation loss rose {n['val_loss_rise']:.0%} above its minimum (epoch "
@@ -248,16 +224,16 @@ def _overfit_reason(n: dict[str, float], t: Thresholds, rising: bool) -> str:
             f"({n['train_loss_fall']:.0%}); {gap}"
         )
     return (
-        f"validation loss {n['val_data_loss']:.2f} vs clean training loss "
-        f"{n['clean_train_loss']:.2f}: {gap}, at least {t.overfit_gap:g}"
+        f"validation loss {n[VAL_DATA_LOSS]:.2f} vs clean training loss "
+        f"{n[CLEAN_TRAIN_LOSS]:.2f}: {gap}, at least {t.overfit_gap:g}"
     )
 
 
 def _underfit_reason(n: dict[str, float], t: Thresholds, low_ceiling: float) -> str:
     return (
-        f"clean training accuracy {n['clean_train_accuracy']:.2f} (below {low_ceiling:.2f}) is "
+        f"clean training accuracy {n[CLEAN_TRAIN_ACCURACY]:.2f} (below {low_ceiling:.2f}) is "
         f"within {abs(n['final_gap_accuracy']):.2f} of validation accuracy "
-        f"{n['val_accuracy']:.2f} and both are flat (under {t.flat_slope:g}/epoch): "
+        f"{n[VAL_ACCURACY]:.2f} and both are flat (under {t.flat_slope:g}/epoch): "
         f"the model cannot fit its training data"
     )
 
@@ -265,16 +241,16 @@ def _underfit_reason(n: dict[str, float], t: Thresholds, low_ceiling: float) -> 
 def _still_learning_reason(n: dict[str, float], t: Thresholds) -> str:
     slope = max(n["train_accuracy_slope"], n["val_accuracy_slope"])
     return (
-        f"clean training accuracy {n['clean_train_accuracy']:.2f} is low and close to validation "
-        f"accuracy {n['val_accuracy']:.2f} but still improving ({slope:.3f}/epoch, "
+        f"clean training accuracy {n[CLEAN_TRAIN_ACCURACY]:.2f} is low and close to validation "
+        f"accuracy {n[VAL_ACCURACY]:.2f} but still improving ({slope:.3f}/epoch, "
         f"flat is under {t.flat_slope:g}): too short to tell whether it plateaus low"
     )
 
 
 def _balanced_reason(n: dict[str, float], t: Thresholds) -> str:
     return (
-        f"gap {n['final_gap_loss']:.2f} nats (under {t.overfit_gap:g}), validation loss "
+        f"gap {n[FINAL_GAP_LOSS]:.2f} nats (under {t.overfit_gap:g}), validation loss "
         f"{n['val_loss_rise']:.0%} above its minimum, clean training accuracy "
-        f"{n['clean_train_accuracy']:.2f} vs validation {n['val_accuracy']:.2f}: "
+        f"{n[CLEAN_TRAIN_ACCURACY]:.2f} vs validation {n[VAL_ACCURACY]:.2f}: "
         f"neither over- nor under-regularized"
     )

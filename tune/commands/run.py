@@ -10,17 +10,20 @@ from pathlib import Path
 
 import optuna
 
-from tune import trial_record
-from tune.datasets import Splits, load_dataset, split_for_tuning
+from tune.contract import OBJECTIVE, Splits, Trainer
+from tune.data.sources import load_dataset
+from tune.data.splits import split_for_tuning
+from tune.engine import trial_record
+from tune.engine.objective import TrialContext, make_objective
+from tune.engine.space import SearchSpace, dump_space, load_space
+from tune.engine.storage import default_storage_url, redact
+from tune.engine.study import open_study
 from tune.errors import TrainingDiverged
-from tune.objective import OBJECTIVE, TrialContext, make_objective
-from tune.provenance import provenance_tags
-from tune.publish import publish_report
-from tune.report import render_text
-from tune.search_space import SearchSpace, dump_space, load_space
-from tune.storage import default_storage_url, redact
-from tune.study import open_study
-from tune.tracking import Tracker
+from tune.report.text import render_text
+from tune.report.publish import publish_report
+from tune.tracking.provenance import provenance_tags
+from tune.tracking.tracker import Tracker
+from tune.training.isolated import train_isolated
 
 Echo = Callable[[str], None]
 
@@ -72,7 +75,10 @@ def _start_parent(tracker: Tracker, space: SearchSpace, name: str, path: Path, s
     return parent
 
 
-def run_study(path: Path, overrides: RunOverrides, *, storage: str | None, tracking_uri: str | None, echo: Echo = print) -> optuna.Study:
+def run_study(
+    path: Path, overrides: RunOverrides, *, storage: str | None, tracking_uri: str | None,
+    echo: Echo = print, trainer: Trainer = train_isolated,
+) -> optuna.Study:
     """Validate, load data, open the study and its parent run, run the trials, report."""
     space = resolve_space(path, overrides)
     name = space.study_name(path)
@@ -81,11 +87,11 @@ def run_study(path: Path, overrides: RunOverrides, *, storage: str | None, track
     study = open_study(space, name, storage, str(path))
     tracker = Tracker(name, tracking_uri)
     parent = _start_parent(tracker, space, name, path, storage)
-    ctx = TrialContext(space, splits, tracker, parent, name, space.study.sampler.seed or 0)
+    ctx = TrialContext(space, splits, name, parent, space.study.sampler.seed or 0)
     status = "FAILED"
     try:
         study.optimize(
-            make_objective(ctx), n_trials=space.study.trials, timeout=space.study.timeout,
+            make_objective(ctx, tracker, trainer), n_trials=space.study.trials, timeout=space.study.timeout,
             catch=(TrainingDiverged,), callbacks=[lambda s, t: echo(_trial_line(s, t))],
         )
         status = "FINISHED"

@@ -6,28 +6,22 @@ reference architecture and its parameter count and speed are not affected by unu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import keras
 
-from tune.catalog import MODEL_NAMES
-from tune.layers import DropConnectDense
-
-__all__ = ["MODEL_NAMES", "build_model"]
+from tune.contract import Params
+from tune.training.layers import DropConnectDense
 
 Tensor = Any
 
 
 def build_model(
-    name: str,
-    params: Mapping[str, Any],
-    input_shape: tuple[int, int, int] = (32, 32, 3),
-    num_classes: int = 10,
+    name: str, params: Params, input_shape: tuple[int, ...], num_classes: int
 ) -> keras.Model:
-    """Build an uncompiled model taking uint8 images, so tf.data never materializes floats."""
-    if name not in _BODIES:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODEL_NAMES)}")
+    """Build an uncompiled model taking uint8 images, so tf.data never materializes floats.
+    ``name`` is one of ``tune.contract.MODEL_NAMES``, which the search-space schema checks."""
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
     features = _BODIES[name](_preprocess(inputs, params), params)
     outputs = keras.layers.Dense(
@@ -40,7 +34,7 @@ def build_model(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _preprocess(inputs: Tensor, params: Mapping[str, Any]) -> Tensor:
+def _preprocess(inputs: Tensor, params: Params) -> Tensor:
     """Rescale, augment and add noise in float32 under any policy: these layers do little math,
     so full precision for interpolated pixels and small noise is nearly free; the first conv
     casts to the compute dtype."""
@@ -52,7 +46,7 @@ def _preprocess(inputs: Tensor, params: Mapping[str, Any]) -> Tensor:
     return x
 
 
-def _augmentation_layers(params: Mapping[str, Any]) -> list[keras.layers.Layer]:
+def _augmentation_layers(params: Params) -> list[keras.layers.Layer]:
     layers: list[keras.layers.Layer] = []
     if params["flip"]:
         layers.append(keras.layers.RandomFlip("horizontal", dtype="float32"))
@@ -70,7 +64,7 @@ def _augmentation_layers(params: Mapping[str, Any]) -> list[keras.layers.Layer]:
     return layers
 
 
-def _seed_cnn(x: Tensor, params: Mapping[str, Any]) -> Tensor:
+def _seed_cnn(x: Tensor, params: Params) -> Tensor:
     """The project's seed-000 reference CNN, so that a study can start from a known baseline."""
     x = _conv_unit(x, 32, params, padding="valid")
     x = keras.layers.MaxPooling2D()(x)
@@ -81,7 +75,7 @@ def _seed_cnn(x: Tensor, params: Mapping[str, Any]) -> Tensor:
     return _dense_head(x, 64, params)
 
 
-def _vgg_bn(x: Tensor, params: Mapping[str, Any]) -> Tensor:
+def _vgg_bn(x: Tensor, params: Params) -> Tensor:
     """A VGG-style net with enough capacity to overfit CIFAR-10, so regularization matters.
 
     Flatten rather than global average pooling keeps the head large, which is where DropConnect
@@ -96,7 +90,7 @@ def _vgg_bn(x: Tensor, params: Mapping[str, Any]) -> Tensor:
     return _dense_head(x, 128, params)
 
 
-def _conv_unit(x: Tensor, filters: int, params: Mapping[str, Any], *, padding: str) -> Tensor:
+def _conv_unit(x: Tensor, filters: int, params: Params, *, padding: str) -> Tensor:
     """Conv 3x3, then BN (if on) and ReLU; the conv has no bias under BN, whose beta replaces it."""
     x = keras.layers.Conv2D(
         filters,
@@ -108,13 +102,13 @@ def _conv_unit(x: Tensor, filters: int, params: Mapping[str, Any], *, padding: s
     return _normalize_and_activate(x, params)
 
 
-def _dense_head(x: Tensor, units: int, params: Mapping[str, Any]) -> Tensor:
+def _dense_head(x: Tensor, units: int, params: Params) -> Tensor:
     """Hidden dense layer, BN (if on), ReLU, then Dropout."""
     x = _hidden_dense(units, params)(x)
     return _dropout(_normalize_and_activate(x, params), params)
 
 
-def _hidden_dense(units: int, params: Mapping[str, Any]) -> keras.layers.Layer:
+def _hidden_dense(units: int, params: Params) -> keras.layers.Layer:
     use_bias = not params["batch_norm"]
     regularizer = _kernel_regularizer(params)
     if params["dropconnect"] > 0:
@@ -124,24 +118,24 @@ def _hidden_dense(units: int, params: Mapping[str, Any]) -> keras.layers.Layer:
     return keras.layers.Dense(units, use_bias=use_bias, kernel_regularizer=regularizer)
 
 
-def _normalize_and_activate(x: Tensor, params: Mapping[str, Any]) -> Tensor:
+def _normalize_and_activate(x: Tensor, params: Params) -> Tensor:
     if params["batch_norm"]:
         x = keras.layers.BatchNormalization()(x)
     return keras.layers.ReLU()(x)
 
 
-def _dropout(x: Tensor, params: Mapping[str, Any]) -> Tensor:
+def _dropout(x: Tensor, params: Params) -> Tensor:
     return keras.layers.Dropout(params["dropout"])(x) if params["dropout"] > 0 else x
 
 
-def _kernel_regularizer(params: Mapping[str, Any]) -> keras.regularizers.Regularizer | None:
+def _kernel_regularizer(params: Params) -> keras.regularizers.Regularizer | None:
     """One L1/L2 penalty for kernels only: decaying biases or BN parameters would only hurt fit."""
     if params["l1"] == 0 and params["l2"] == 0:
         return None
     return keras.regularizers.L1L2(l1=params["l1"], l2=params["l2"])
 
 
-_BODIES: dict[str, Callable[[Tensor, Mapping[str, Any]], Tensor]] = {
+_BODIES: dict[str, Callable[[Tensor, Params], Tensor]] = {
     "seed_cnn": _seed_cnn,
     "vgg_bn": _vgg_bn,
 }

@@ -1,14 +1,10 @@
-"""Where studies live: the Optuna storage behind a URL, and the local store folder.
-
-The default is an Optuna journal file under ``mlruns/optuna/``: it needs no server, is safe for
-several worker processes on one machine (file lock), and is kept apart from MLflow's database so
-neither tool's migrations can touch the other's tables. For several machines, point every worker
-at the same PostgreSQL/MySQL URL or at Redis.
+"""Optuna storage URLs: which storage a URL names, opening it, and showing it without its
+password. The default URL is the journal file of ``tune.paths``; for several machines, every
+worker points at the same PostgreSQL/MySQL URL or at Redis.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import warnings
@@ -21,18 +17,14 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
 from tune.errors import StudyError
+from tune.paths import journal_file
 
-STORE_ENV = "TUNE_STORE_DIR"
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
-
-
-def store_dir() -> Path:
-    """The folder holding every store (``mlruns/`` unless ``$TUNE_STORE_DIR`` says otherwise)."""
-    return Path(os.environ.get(STORE_ENV, "mlruns"))
+_RDB_ATTEMPTS = 5
 
 
 def default_storage_url() -> str:
-    return f"journal:{store_dir() / 'optuna' / 'journal.log'}"
+    return f"journal:{journal_file()}"
 
 
 def redact(url: str) -> str:
@@ -77,7 +69,7 @@ def _connect(url: str) -> BaseStorage | None:
     return None
 
 
-def _rdb_storage(url: str, attempts: int = 5) -> RDBStorage:
+def _rdb_storage(url: str) -> RDBStorage:
     """Workers starting together on an empty database race to create Optuna's tables and all but
     one fail; once the winner is done, a retry finds the tables in place."""
 
@@ -86,7 +78,7 @@ def _rdb_storage(url: str, attempts: int = 5) -> RDBStorage:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat
             return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=60, grace_period=180)
 
-    for attempt in range(1, attempts):
+    for attempt in range(1, _RDB_ATTEMPTS):
         try:
             return connect()
         except sqlalchemy.exc.SQLAlchemyError:
@@ -107,17 +99,3 @@ def open_storage(url: str | None) -> BaseStorage:
             "redis://HOST:PORT/DB[?prefix=NAME], or a database URL (sqlite:///, postgresql://, mysql://)"
         )
     return storage
-
-
-def load_existing_study(name: str, url: str | None) -> optuna.Study:
-    """Open a study that must already exist: reading commands never create an empty one."""
-    url = url or default_storage_url()
-    path = journal_path(url)
-    if path is not None and not path.exists():
-        raise StudyError(f"study {name!r} not found: no study has been run with storage {url!r} yet")
-    storage = open_storage(url)
-    names = [s.study_name for s in storage.get_all_studies()]
-    if name not in names:
-        known = ", ".join(sorted(names)) or "none"
-        raise StudyError(f"study {name!r} not found in {redact(url)}; studies there: {known}")
-    return optuna.load_study(study_name=name, storage=storage)

@@ -1,19 +1,17 @@
-"""The study-level figures: the static PNGs that ``report.html`` embeds and the plotly page
-``interactive.html``.
+"""The static study figures that ``report.html`` embeds: history, importances, slices, the
+penalty-dropout contour, the pruner's view and the showcase learning curves.
 
-They live apart from ``tune.report`` so the report's numbers and text can change without touching
-matplotlib or plotly code, and the reverse; the report imports this module, never the other way
-round.
+They live apart from the analysis so the report's numbers and text can change without touching
+matplotlib code, and the reverse; the analysis imports this module, never the other way round.
 """
 
 from __future__ import annotations
 
-import html
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import optuna
@@ -23,9 +21,9 @@ from matplotlib.figure import Figure
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from tune.diagnosis import REGIMES
-from tune.plots import REGIME_COLOURS, curves_side_by_side, save_figure
-from tune.trial_record import (
+from tune.contract import OBJECTIVE
+from tune.engine.diagnosis import FINAL_GAP_LOSS, REGIMES
+from tune.engine.trial_record import (
     NO_COMPLETED_TRIAL,
     completed_trials,
     diagnosis_numbers,
@@ -33,10 +31,13 @@ from tune.trial_record import (
     trial_diagnosis,
     trial_regime,
 )
+from tune.report.curves import REGIME_COLOURS, curves_side_by_side, save_figure
+
+if TYPE_CHECKING:
+    from tune.report.analysis import EffectBin
 
 _T = TypeVar("_T")
 _GREY = "#999999"
-_NOTE = '<p class="note">'
 
 
 class _NothingToDraw(Exception):
@@ -53,14 +54,12 @@ def is_numeric(distribution: BaseDistribution) -> bool:
     return not isinstance(distribution, CategoricalDistribution)
 
 
-def _lambda_name(distributions: Mapping[str, BaseDistribution]) -> str:
+def lambda_name(distributions: Mapping[str, BaseDistribution]) -> str:
+    """The weight penalty the study searched, for the penalty-dropout plane; l2 when it has both."""
     return "l2" if "l2" in distributions else "l1"
 
 
-# --- static plots ---------------------------------------------------------------------------
-
-
-def _quietly(compute: Callable[[], _T]) -> _T:
+def quietly(compute: Callable[[], _T]) -> _T:
     """Run an optuna visualization or importance call without its ExperimentalWarning and
     too-few-trials warnings: the report already says when a plot is missing or uninformative."""
     with warnings.catch_warnings():
@@ -71,7 +70,7 @@ def _quietly(compute: Callable[[], _T]) -> _T:
 
 def draw_plots(
     study: optuna.Study, trials: Sequence[FrozenTrial],
-    distributions: Mapping[str, BaseDistribution], effects: Mapping[str, list[dict[str, Any]]],
+    distributions: Mapping[str, BaseDistribution], effects: Mapping[str, list[EffectBin]],
     showcase: Mapping[str, FrozenTrial], out_dir: Path,
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Save every plot that has data; return the files and, for the others, why they are
@@ -123,7 +122,7 @@ def _history_figure(complete: Sequence[FrozenTrial]) -> Figure:
               label="best so far")
     _scatter_regimes(axes, [(t.number, t.value, trial_regime(t)) for t in complete])
     axes.set_xlabel("trial")
-    axes.set_ylabel("objective (val_data_loss)")
+    axes.set_ylabel(f"objective ({OBJECTIVE})")
     axes.legend(fontsize=8)
     return fig
 
@@ -132,7 +131,7 @@ def _importance_figure(study: optuna.Study, complete: Sequence[FrozenTrial]) -> 
     if len(complete) < 2:
         raise _NothingToDraw("needs at least 2 completed trials")
     try:
-        importances = _quietly(lambda: optuna.importance.get_param_importances(study))
+        importances = quietly(lambda: optuna.importance.get_param_importances(study))
     except (ValueError, RuntimeError) as error:
         raise _NothingToDraw(f"optuna could not rank the hyperparameters: {error}") from error
     if len(importances) < 2 or len(set(importances.values())) == 1:
@@ -147,7 +146,7 @@ def _importance_figure(study: optuna.Study, complete: Sequence[FrozenTrial]) -> 
 
 def _slices_figure(
     complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution],
-    effects: Mapping[str, list[dict[str, Any]]],
+    effects: Mapping[str, list[EffectBin]],
 ) -> Figure:
     _require_complete(complete)
     names = [name for name in distributions if any(name in t.params for t in complete)]
@@ -159,7 +158,7 @@ def _slices_figure(
         mine = [trial for trial in complete if name in trial.params]
         _draw_slice(axes[0, column], axes[1, column], name, distributions[name], mine,
                     effects[name])
-    axes[0, 0].set_ylabel("objective (val_data_loss)")
+    axes[0, 0].set_ylabel(f"objective ({OBJECTIVE})")
     axes[1, 0].set_ylabel("final gap (nats)")
     axes[0, 0].legend(fontsize=7)
     return fig
@@ -167,16 +166,16 @@ def _slices_figure(
 
 def _draw_slice(
     top: Axes, bottom: Axes, name: str, distribution: BaseDistribution,
-    trials: Sequence[FrozenTrial], bins: Sequence[dict[str, Any]],
+    trials: Sequence[FrozenTrial], bins: Sequence[EffectBin],
 ) -> None:
     x = _slice_positions(top, bottom, name, distribution, trials)
     _scatter_regimes(top, [(xi, t.value, trial_regime(t)) for xi, t in zip(x, trials)])
-    gaps = [(xi, diagnosis_numbers(t)["final_gap_loss"], trial_regime(t))
-            for xi, t in zip(x, trials) if "final_gap_loss" in diagnosis_numbers(t)]
+    gaps = [(xi, diagnosis_numbers(t)[FINAL_GAP_LOSS], trial_regime(t))
+            for xi, t in zip(x, trials) if FINAL_GAP_LOSS in diagnosis_numbers(t)]
     _scatter_regimes(bottom, gaps, label=False)
     centres = [_bin_centre(item, distribution) for item in bins]
-    top.plot(centres, [item["mean_value"] for item in bins], "kD-", markersize=5, zorder=4)
-    bottom.plot(centres, [item["mean_gap"] for item in bins], "kD-", markersize=5, zorder=4)
+    top.plot(centres, [item.mean_value for item in bins], "kD-", markersize=5, zorder=4)
+    bottom.plot(centres, [item.mean_gap for item in bins], "kD-", markersize=5, zorder=4)
     top.set_title(name)
     bottom.set_xlabel(name)
 
@@ -199,17 +198,17 @@ def _slice_positions(
     return [choices.index(trial.params[name]) + j for trial, j in zip(trials, jitter)]
 
 
-def _bin_centre(item: Mapping[str, Any], distribution: BaseDistribution) -> float:
+def _bin_centre(item: EffectBin, distribution: BaseDistribution) -> float:
     if not is_numeric(distribution):
-        return float(distribution.choices.index(item["low"]))
-    low, high = float(item["low"]), float(item["high"])
+        return float(distribution.choices.index(item.low))
+    low, high = float(item.low), float(item.high)
     return math.sqrt(low * high) if is_log(distribution) else (low + high) / 2.0
 
 
 def _contour_figure(
     complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution]
 ) -> Figure:
-    penalty = _lambda_name(distributions)
+    penalty = lambda_name(distributions)
     if not all(name in distributions and is_numeric(distributions[name])
                for name in (penalty, "dropout")):
         raise _NothingToDraw("needs numeric l2 (or l1) and dropout in the search space")
@@ -242,7 +241,7 @@ def _draw_contour_points(
     edges = [REGIME_COLOURS[regime] for regime in regimes]
     points = axes.scatter(x, y, c=z, cmap="viridis", norm=norm, edgecolors=edges,
                           linewidths=2.0, s=70, zorder=3)
-    fig.colorbar(points, ax=axes, label="objective (val_data_loss)")
+    fig.colorbar(points, ax=axes, label=f"objective ({OBJECTIVE})")
     axes.use_sticky_edges = False
     axes.margins(0.05)
     for regime in dict.fromkeys(regimes):
@@ -265,7 +264,7 @@ def _intermediate_figure(trials: Sequence[FrozenTrial]) -> Figure:
     unique = dict(zip(labels, handles))
     axes.legend(unique.values(), unique.keys(), fontsize=8)
     axes.set_xlabel("epoch")
-    axes.set_ylabel("val_data_loss")
+    axes.set_ylabel(OBJECTIVE)
     return fig
 
 
@@ -285,68 +284,3 @@ def _showcase_figure(chosen: Mapping[str, FrozenTrial]) -> Figure:
         (f"{title}: trial {trial.number}", trial_curves(trial), trial_diagnosis(trial))
         for title, trial in chosen.items()
     ])
-
-
-# --- interactive plots ----------------------------------------------------------------------
-
-
-def write_interactive(
-    study: optuna.Study, distributions: Mapping[str, BaseDistribution], path: Path
-) -> Path:
-    """The plotly twins of the static figures, for exploring a study in a browser: one page,
-    plotly.js embedded once (with the first figure that could be drawn)."""
-    penalty = _lambda_name(distributions)
-    visualization = optuna.visualization
-    builders: dict[str, Callable[[], Any]] = {
-        "optimization history": lambda: visualization.plot_optimization_history(study),
-        "hyperparameter importances": lambda: visualization.plot_param_importances(study),
-        "slices": lambda: visualization.plot_slice(study),
-        f"{penalty} x dropout": lambda: visualization.plot_contour(
-            study, params=[penalty, "dropout"]),
-        "intermediate values": lambda: visualization.plot_intermediate_values(study),
-    }
-    sections = []
-    embed_plotly = True
-    for title, build in builders.items():
-        body = _interactive_section(build, embed_plotly)
-        if embed_plotly and not body.startswith(_NOTE):
-            embed_plotly = False
-        sections.append(f"<h2>{html.escape(title)}</h2>\n{body}")
-    title = f"Interactive plots: {study.study_name}"
-    path.write_text(html_document(title, "\n".join(sections)), encoding="utf-8")
-    return path
-
-
-def _interactive_section(build: Callable[[], Any], embed_plotly: bool) -> str:
-    try:
-        return _quietly(build).to_html(full_html=False, include_plotlyjs=embed_plotly)
-    # optuna raises a variety of errors for studies too small or too uniform to plot; a note
-    # tells the reader more than a missing page would.
-    except Exception as error:  # noqa: BLE001
-        return f'{_NOTE}not drawn: {html.escape(str(error) or type(error).__name__)}</p>'
-
-
-# --- page frame (shared with tune.report) ---------------------------------------------------
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
-th { background: #f2f2f2; } td.text { text-align: left; }
-tr.best td { font-weight: bold; background: #fff8dc; }
-.regime { display: inline-block; padding: 1px 8px; border-radius: 4px; color: #fff; }
-.reason { font-size: 0.8em; color: #555; text-align: left; max-width: 40em; }
-.note { color: #8a6d3b; background: #fcf8e3; padding: 4px 8px; }
-img { max-width: 100%; border: 1px solid #ddd; }
-figure { margin: 1em 0 2em; }
-"""
-
-
-def html_document(title: str, body: str) -> str:
-    """One frame and stylesheet for ``report.html`` and ``interactive.html`` so both read alike;
-    it lives here because the report imports this module, not the reverse."""
-    return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<h1>{html.escape(title)}</h1>\n{body}\n</body>\n</html>\n"
-    )

@@ -3,9 +3,10 @@
 ``keras.backend.clear_session()`` does not give all memory back: measured here, RSS grew about
 11 MiB per trial in one process (see the memory benchmark), which a long study cannot afford.
 A process per trial returns everything to the OS when it exits. The child is forked from a
-fork server that has imported TensorFlow once, so a trial starts in well under a second instead of
-paying the import again. The parent keeps Optuna and MLflow: the child sends each epoch's metrics
-over a pipe and waits for the parent's word to go on or stop (pruning).
+fork server that has imported ``tune.training.fit`` (and so TensorFlow) once, so a trial starts in
+well under a second instead of paying the import again. The parent keeps Optuna and MLflow: the
+child sends each epoch's metrics over a pipe and waits for the parent's word to go on or stop
+(pruning). This module itself never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,20 +14,21 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import traceback
-from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tune.contract import EpochHook, Params, Splits, TrainingResult, TrainSettings
 from tune.errors import TuneError
 
-EpochHook = Callable[[int, dict[str, float]], None]
+# The module the fork server imports before forking: where ``train_model`` lives.
+FIT_MODULE = "tune.training.fit"
 _GO, _STOP = "go", "stop"
 
 
 @functools.cache
 def _context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tune.training"])
+    context.set_forkserver_preload([FIT_MODULE])
     return context
 
 
@@ -34,8 +36,8 @@ class _Stopped(Exception):
     """The parent pruned the trial; the child unwinds through train_model's clean-up."""
 
 
-def _child(conn: Connection, params: Mapping[str, Any], splits: Any, settings: dict[str, Any]) -> None:
-    from tune.training import train_model
+def _child(conn: Connection, params: Params, splits: Splits, settings: TrainSettings) -> None:
+    from tune.training.fit import train_model
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         conn.send(("epoch", (epoch, logs)))
@@ -43,7 +45,7 @@ def _child(conn: Connection, params: Mapping[str, Any], splits: Any, settings: d
             raise _Stopped
 
     try:
-        conn.send(("done", train_model(params, splits, on_epoch=on_epoch, **settings)))
+        conn.send(("done", train_model(params, splits, settings, on_epoch)))
     except _Stopped:
         pass
     except TuneError as exc:
@@ -60,9 +62,10 @@ def _receive(conn: Connection, process: multiprocessing.process.BaseProcess) -> 
         raise RuntimeError(f"the trial's training process died (exit code {process.exitcode})") from None
 
 
-def train_isolated(params: Mapping[str, Any], splits: Any, *, on_epoch: EpochHook, **settings: Any) -> Any:
-    """``tune.training.train_model`` in a fresh child process; same arguments, same result, and
-    exceptions from ``on_epoch`` (pruning) or from training reach the caller as usual."""
+def train_isolated(params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
+    """``tune.training.fit.train_model`` in a fresh child process: the ``tune.contract.Trainer``
+    that ``tune run`` uses. Exceptions from ``on_epoch`` (pruning) or from training reach the
+    caller as usual."""
     conn, child_conn = _context().Pipe()
     process = _context().Process(target=_child, args=(child_conn, dict(params), splits, settings), daemon=True)
     process.start()

@@ -1,5 +1,6 @@
 """The Optuna side of a study: sampler and pruner from the search space, parameter suggestion,
-the seed baseline, and opening (or resuming) the study in its storage."""
+the seed baseline, and the one place a study is opened: created or resumed by ``tune run``,
+loaded read-only by every other command."""
 
 from __future__ import annotations
 
@@ -9,18 +10,19 @@ from typing import Any
 import optuna
 from pydantic import BaseModel
 
-from tune import trial_record
-from tune.search_space import (
+from tune.contract import Scalar
+from tune.engine import trial_record
+from tune.engine.space import (
     BASELINE,
-    CategoricalDistribution,
-    Distribution,
-    FloatDistribution,
+    CategoricalSpec,
+    FloatSpec,
     PrunerSettings,
     SamplerSettings,
-    Scalar,
     SearchSpace,
+    SearchSpec,
 )
-from tune.storage import open_storage
+from tune.engine.storage import default_storage_url, journal_path, open_storage, redact
+from tune.errors import StudyError
 
 log = logging.getLogger(__name__)
 SPACE_ATTR = "search_space"
@@ -47,10 +49,10 @@ def make_pruner(settings: PrunerSettings, max_epochs: int) -> optuna.pruners.Bas
     return optuna.pruners.NopPruner()
 
 
-def _suggest(trial: optuna.Trial, name: str, dist: Distribution) -> Scalar:
-    if isinstance(dist, CategoricalDistribution):
+def _suggest(trial: optuna.Trial, name: str, dist: SearchSpec) -> Scalar:
+    if isinstance(dist, CategoricalSpec):
         return trial.suggest_categorical(name, dist.choices)
-    if isinstance(dist, FloatDistribution):
+    if isinstance(dist, FloatSpec):
         return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
     return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
 
@@ -63,8 +65,8 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Scalar]
     }
 
 
-def _contains(dist: Distribution, value: Any) -> bool:
-    if isinstance(dist, CategoricalDistribution):
+def _contains(dist: SearchSpec, value: Any) -> bool:
+    if isinstance(dist, CategoricalSpec):
         return value in dist.choices
     return dist.low <= value <= dist.high
 
@@ -103,5 +105,22 @@ def open_study(space: SearchSpace, name: str, storage_url: str | None, source: s
     return study
 
 
+def load_existing_study(name: str, url: str | None) -> optuna.Study:
+    """Open a study that must already exist: reading commands never create an empty one."""
+    url = url or default_storage_url()
+    path = journal_path(url)
+    if path is not None and not path.exists():
+        raise StudyError(f"study {name!r} not found: no study has been run with storage {url!r} yet")
+    storage = open_storage(url)
+    names = [s.study_name for s in storage.get_all_studies()]
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise StudyError(f"study {name!r} not found in {redact(url)}; studies there: {known}")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
 def stored_space(study: optuna.Study) -> SearchSpace:
+    """The space the study was last run with; only ``tune run`` creates studies that have one."""
+    if SPACE_ATTR not in study.user_attrs:
+        raise StudyError(f"study {study.study_name!r} was not created by tune run: it stores no search space")
     return SearchSpace.model_validate(study.user_attrs[SPACE_ATTR])

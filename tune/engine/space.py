@@ -12,16 +12,24 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from tune.catalog import MODEL_NAMES, OPTIMIZER_NAMES, PRECISIONS
-from tune.diagnosis import Thresholds
+from tune.contract import DIRECTION, MODEL_NAMES, OPTIMIZER_NAMES, PRECISIONS, Scalar, TrainSettings
+from tune.engine.diagnosis import Thresholds
 from tune.errors import SpaceError
-
-Scalar = Union[bool, int, float, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +95,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FloatDistribution(_Strict):
+class FloatSpec(_Strict):
     type: Literal["float"]
     low: float
     high: float
@@ -95,7 +103,7 @@ class FloatDistribution(_Strict):
     step: float | None = None
 
 
-class IntDistribution(_Strict):
+class IntSpec(_Strict):
     type: Literal["int"]
     low: int
     high: int
@@ -103,14 +111,16 @@ class IntDistribution(_Strict):
     step: int = 1
 
 
-class CategoricalDistribution(_Strict):
+class CategoricalSpec(_Strict):
     type: Literal["categorical"]
     choices: list[Scalar] = Field(min_length=1)
 
 
-Distribution = Union[FloatDistribution, IntDistribution, CategoricalDistribution]
-ParamSpec = Union[Distribution, Scalar]
-_DISTRIBUTIONS = {"float": FloatDistribution, "int": IntDistribution, "categorical": CategoricalDistribution}
+# What a searched hyperparameter looks like in a file; ``tune.engine.study`` turns each into the
+# matching ``trial.suggest_*`` call. Named *Spec so they never shadow Optuna's distributions.
+SearchSpec = FloatSpec | IntSpec | CategoricalSpec
+ParamSpec = SearchSpec | Scalar
+_SPECS = {"float": FloatSpec, "int": IntSpec, "categorical": CategoricalSpec}
 
 
 def _raise(problem: str | None) -> None:
@@ -118,12 +128,12 @@ def _raise(problem: str | None) -> None:
         raise ValueError(problem)
 
 
-def _parse_distribution(domain: Domain, raw: dict[str, Any]) -> Distribution:
+def _parse_distribution(domain: Domain, raw: dict[str, Any]) -> SearchSpec:
     kind = raw.get("type")
-    if kind not in _DISTRIBUTIONS:
-        raise ValueError(f"'type' must be one of {list(_DISTRIBUTIONS)}, got {kind!r}")
-    dist = _DISTRIBUTIONS[kind].model_validate(raw)
-    if isinstance(dist, CategoricalDistribution):
+    if kind not in _SPECS:
+        raise ValueError(f"'type' must be one of {list(_SPECS)}, got {kind!r}")
+    dist = _SPECS[kind].model_validate(raw)
+    if isinstance(dist, CategoricalSpec):
         for choice in dist.choices:
             _raise(domain.check(choice) and f"choice {choice!r} {domain.check(choice)}")
         return dist
@@ -176,7 +186,7 @@ class PrunerSettings(_Strict):
 
 class StudySettings(_Strict):
     name: str | None = Field(None, min_length=1)
-    direction: Literal["minimize"] = "minimize"
+    direction: Literal["minimize"] = DIRECTION
     trials: int = Field(20, ge=1)
     timeout: float | None = Field(None, gt=0)
     sampler: SamplerSettings = SamplerSettings()
@@ -197,7 +207,7 @@ class StudySettings(_Strict):
 
 class DataSettings(_Strict):
     source: str = "cifar10"
-    validation_size: int | float = Field(5000, gt=0)
+    validation_size: StrictInt | StrictFloat = Field(5000, gt=0)
     train_subset: int | None = Field(None, ge=1)
     seed: int = 0
     clean_train_size: int = Field(5000, ge=1)
@@ -237,19 +247,7 @@ class SearchSpace(_Strict):
     model: ModelSettings = ModelSettings()
     training: TrainingSettings = TrainingSettings()  # type: ignore[valid-type]
     regularization: RegularizationSettings = RegularizationSettings()  # type: ignore[valid-type]
-    diagnosis: dict[str, float] = Field(default_factory=dict)
-
-    @field_validator("diagnosis")
-    @classmethod
-    def _known_thresholds(cls, value: dict[str, float]) -> dict[str, float]:
-        known = {f.name for f in dataclasses.fields(Thresholds)}
-        unknown = sorted(set(value) - known)
-        _raise(unknown and f"unknown threshold(s) {unknown}; known: {sorted(known)}")
-        try:
-            Thresholds(**value)
-        except SpaceError as exc:
-            raise ValueError(str(exc).removeprefix("diagnosis.")) from None
-        return value
+    diagnosis: Thresholds = Thresholds()
 
     @model_validator(mode="after")
     def _enqueue_only_searched(self) -> SearchSpace:
@@ -263,11 +261,15 @@ class SearchSpace(_Strict):
         training = self.training
         return {**dict(self.regularization), **{name: getattr(training, name) for name in TRAINING_DOMAINS}}
 
-    def searched(self) -> dict[str, Distribution]:
+    def searched(self) -> dict[str, SearchSpec]:
         return {n: p for n, p in self.params().items() if isinstance(p, BaseModel)}
 
-    def thresholds(self) -> Thresholds:
-        return Thresholds(**self.diagnosis)
+    def train_settings(self, seed: int) -> TrainSettings:
+        """What every trial of this study trains with, whatever the sampler picks."""
+        return TrainSettings(
+            model_name=self.model.name, epochs=self.training.epochs, seed=seed,
+            precision=self.training.precision, clean_train_size=self.data.clean_train_size,
+        )
 
     def study_name(self, path: Path | None = None) -> str:
         return self.study.name or (path.stem if path else "tune")
@@ -295,9 +297,9 @@ class SearchSpace(_Strict):
 
 
 def _format_error(origin: Path | str, error: Any) -> str:
-    key = ".".join(str(part) for part in error["loc"] if part not in _DISTRIBUTIONS) or "(top level)"
+    key = ".".join(str(part) for part in error["loc"] if part not in _SPECS) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
-    if error["type"] == "extra_forbidden":
+    if error["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         message = "unknown key"
     return f"{origin}: {key}: {message}"
 
@@ -318,9 +320,11 @@ def validate_space(raw: Any, path: Path) -> SearchSpace:
 def load_space(path: Path) -> SearchSpace:
     """Read and validate a search-space file; every problem names the file and the key."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpaceError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpaceError(f"{path}: not a text file: byte {exc.start} is not UTF-8") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -1,17 +1,15 @@
-"""Image-classification data as uint8 numpy arrays, from wherever the user keeps it.
+"""Image-classification data as uint8 numpy arrays, from wherever the user keeps it: Keras's
+CIFAR-10 download, an image folder or its tarball, the official CIFAR-10 python release, an .npz,
+or ``synthetic``.
 
-Tuning runs many short trainings on one machine, often offline, so every source is decoded once
-into plain arrays (cached on disk for file sources) and TensorFlow is never needed to read data;
-only the ``cifar10`` source asks Keras, because that is where Keras keeps its download.
+Tuning runs many short trainings on one machine, often offline, so every file source is decoded
+once into plain arrays (``tune.data.cache``) and TensorFlow is never needed to read data; only
+the ``cifar10`` source asks Keras, because that is where Keras keeps its download.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
-import logging
-import numbers
 import os
 import pickle
 import socket
@@ -20,21 +18,19 @@ import threading
 import zipfile
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
+from tune.data.cache import cache_file, fingerprint, read_cache, write_cache
+from tune.data.splits import ARRAYS, Dataset
+from tune.data.synthetic import is_synthetic, load_synthetic
 from tune.errors import DataError
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
-SYNTHETIC_SEED = 0
-SYNTHETIC_DEFAULT_SIZE = 3000
-
 _ACCEPTED = (
     "expected 'cifar10', 'synthetic' or 'synthetic:N', an image-folder directory or .tar.gz "
     "(train/<class>/*, test/<class>/*), the official cifar-10-python.tar.gz or its "
@@ -47,6 +43,7 @@ _OFFLINE = (
     "cifar-10-batches-py/ folder, an .npz with x_train, y_train, x_test, y_test, or 'synthetic'"
 )
 _CIFAR10_HOST = ("www.cs.toronto.edu", 443)
+_PROBE_SECONDS = 5.0  # long enough for a slow network, short enough to fail fast offline
 _KERAS_CIFAR10_ARCHIVE = "datasets/cifar-10-batches-py-target_archive"
 _SPLITS = ("train", "test")
 _CIFAR_BATCHES = frozenset(
@@ -61,152 +58,27 @@ _PICKLE_GLOBALS = frozenset({
     ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),
 })
-_CACHE_FORMAT = 1
-_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-_log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """A whole labelled dataset, test set included, exactly as the source holds it."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: tuple[str, ...]
-    source: str
-
-
-@dataclass(frozen=True)
-class Splits:
-    """What tuning sees: the test set is deliberately absent."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    class_names: tuple[str, ...]
-
-
-def default_cache_dir() -> Path:
-    """Decoded datasets are large, so they live outside the project, where users expect caches."""
-    configured = os.environ.get("TUNE_CACHE_DIR")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "tune"
-
-
-def load_dataset(source: str, cache_dir: Path | None = None) -> Dataset:
+def load_dataset(source: str) -> Dataset:
     """Accept every form users already have CIFAR-like data in, so offline machines can tune too."""
     if source == "cifar10":
         return _load_keras_cifar10()
-    if source == "synthetic" or source.startswith("synthetic:"):
-        return _make_synthetic(_synthetic_size(source))
+    if is_synthetic(source):
+        return load_synthetic(source)
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(
             f"data source '{source}': no such file or directory ({path.absolute()}); {_ACCEPTED}"
         )
-    cache_file = (cache_dir or default_cache_dir()) / "datasets" / _cache_name(path)
-    fingerprint = _fingerprint(path, source)
-    cached = _read_cache(cache_file, fingerprint)
+    cache = cache_file(path)
+    stamp = fingerprint(path, _dir_names(path) if path.is_dir() else [], source)
+    cached = read_cache(cache, stamp)
     if cached is not None:
         return cached
     dataset = _decode_file_source(path, source)
-    _write_cache(cache_file, fingerprint, dataset)
+    write_cache(cache, stamp, dataset)
     return dataset
-
-
-def read_image_archive(path: Path, limit_per_class: int | None = None) -> Dataset:
-    """The image-folder reader ``load_dataset`` uses, uncached and able to stop early.
-
-    ``limit_per_class`` decodes only the first images of each class and split, so checks against
-    a full-size archive stay fast without widening ``load_dataset``'s interface.
-    """
-    return _image_folder(_read_tree(path, str(path)), str(path), limit_per_class)
-
-
-def split_for_tuning(
-    dataset: Dataset, validation_size: int | float, train_subset: int | None, seed: int
-) -> Splits:
-    """Stratify both cuts so small subsets and validation sets still see every class."""
-    _check_validation_size(validation_size, dataset)
-    x_train, x_val, y_train, y_val = _stratified(
-        dataset.x_train, dataset.y_train, seed, test_size=validation_size
-    )
-    if train_subset is not None and train_subset < len(y_train):
-        x_train, _, y_train, _ = _stratified(x_train, y_train, seed, train_size=train_subset)
-    return Splits(x_train, y_train, x_val, y_val, dataset.class_names)
-
-
-def _make_synthetic(n_train: int, seed: int = SYNTHETIC_SEED) -> Dataset:
-    """A CIFAR-shaped task that is learnable yet overfittable, for runs without real data.
-
-    Each class is a grating with a class-specific orientation (5 values) and frequency (2 values)
-    under a jittered Gaussian window; colour, a second random grating and pixel noise carry no
-    label information, so a model must learn spatial structure and can memorise the rest.
-    """
-    n = n_train + n_train // 5
-    rng = np.random.default_rng(seed)
-    labels = rng.permutation(np.arange(n) % 10)
-    theta = (labels % 5) * np.pi / 5 + rng.normal(0, 0.12, n)
-    freq = np.where(labels < 5, 0.12, 0.22) * rng.uniform(0.85, 1.15, n)
-    signal = _gratings(rng, theta, freq, spread=6, width=(5, 9))
-    clutter = _gratings(rng, rng.uniform(0, np.pi, n), rng.uniform(0.08, 0.3, n), 14, (3, 6))
-    x = _colourise(rng, signal, clutter)
-    y = labels.astype(np.int64)
-    names = tuple(f"class_{i}" for i in range(10))
-    source = f"synthetic (seed {seed}, {n_train} training images)"
-    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:], names, source)
-
-
-def _gratings(
-    rng: np.random.Generator,
-    theta: np.ndarray,
-    freq: np.ndarray,
-    spread: float,
-    width: tuple[float, float],
-) -> np.ndarray:
-    """Windowed sinusoids, float32 and broadcast per image so 3,000 images take well under 1 s."""
-    n = len(theta)
-
-    def per_image(values: np.ndarray) -> np.ndarray:
-        return values.astype(np.float32)[:, None, None]
-
-    grid = np.arange(32, dtype=np.float32) - 15.5
-    xx, yy = grid[None, None, :], grid[None, :, None]
-    t, f = per_image(theta), per_image(freq)
-    phase = per_image(rng.uniform(0, 2 * np.pi, n))
-    wave = np.sin((xx * np.cos(t) + yy * np.sin(t)) * (2 * np.pi) * f + phase)
-    cx, cy = per_image(rng.uniform(-spread, spread, n)), per_image(rng.uniform(-spread, spread, n))
-    sigma = per_image(rng.uniform(*width, n))
-    return wave * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
-
-
-def _colourise(rng: np.random.Generator, signal: np.ndarray, clutter: np.ndarray) -> np.ndarray:
-    """Channel by channel, reusing one noise buffer: fresh large arrays cost more than the maths."""
-    n = len(signal)
-    colours = rng.uniform(0.3, 1.0, (3, n, 1, 1, 3)).astype(np.float32)
-    background, signal_colour, clutter_colour = colours
-    x = np.empty((n, 32, 32, 3), np.uint8)
-    noise = np.empty((n, 32, 32), np.float32)
-    for c in range(3):
-        rng.standard_normal(out=noise, dtype=np.float32)
-        channel = 0.2 + 0.6 * background[..., c] + 0.13 * noise
-        channel += 0.35 * (signal * signal_colour[..., c] + clutter * clutter_colour[..., c])
-        x[..., c] = np.clip(channel * 255 + 0.5, 0, 255)
-    return x
-
-
-def _synthetic_size(source: str) -> int:
-    if source == "synthetic":
-        return SYNTHETIC_DEFAULT_SIZE
-    size = source.removeprefix("synthetic:")
-    if not size.isdigit() or int(size) < 10:
-        raise DataError(
-            f"data source '{source}': 'synthetic:N' needs N, the number of training images, "
-            "as a whole number of at least 10"
-        )
-    return int(size)
 
 
 def _load_keras_cifar10() -> Dataset:
@@ -230,8 +102,9 @@ def _keras_cifar10_cached() -> bool:
     return any((base / _KERAS_CIFAR10_ARCHIVE).exists() for base in (home, Path("/tmp/.keras")))
 
 
-def _reachable(host: str, port: int, timeout: float = 5.0) -> bool:
+def _reachable(host: str, port: int) -> bool:
     """Probe in a daemon thread: the socket timeout does not bound a DNS lookup that hangs."""
+    timeout = _PROBE_SECONDS
     answers: list[bool] = []
     probe = threading.Thread(
         target=lambda: answers.append(_connects(host, port, timeout)), daemon=True
@@ -263,7 +136,7 @@ def _decode_file_source(path: Path, source: str) -> Dataset:
     files = _read_tree(path, source)
     if any(PurePosixPath(name).name == "data_batch_1" for name in files):
         return _cifar_python(files, source)
-    return _image_folder(files, source, None)
+    return _image_folder(files, source)
 
 
 def _read_tree(path: Path, source: str) -> dict[str, bytes]:
@@ -316,7 +189,7 @@ def _read_tar(path: Path, source: str) -> dict[str, bytes]:
     return files
 
 
-def _image_folder(files: Mapping[str, bytes], source: str, limit: int | None) -> Dataset:
+def _image_folder(files: Mapping[str, bytes], source: str) -> Dataset:
     layout = _layout(files, source)
     class_names = tuple(sorted(layout["train"]))
     if tuple(sorted(layout["test"])) != class_names:
@@ -324,8 +197,8 @@ def _image_folder(files: Mapping[str, bytes], source: str, limit: int | None) ->
             f"data source '{source}': test/ classes {sorted(layout['test'])} differ from "
             f"train/ classes {list(class_names)}"
         )
-    x_train, y_train = _decode_split(files, layout["train"], class_names, source, limit)
-    x_test, y_test = _decode_split(files, layout["test"], class_names, source, limit)
+    x_train, y_train = _decode_split(files, layout["train"], class_names, source)
+    x_test, y_test = _decode_split(files, layout["test"], class_names, source)
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(
             f"data source '{source}': train images are {x_train.shape[1:3]} but test images are "
@@ -364,9 +237,8 @@ def _decode_split(
     classes: Mapping[str, list[str]],
     class_names: tuple[str, ...],
     source: str,
-    limit: int | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    chosen = [(name, i) for i, cls in enumerate(class_names) for name in classes[cls][:limit]]
+    chosen = [(name, i) for i, cls in enumerate(class_names) for name in classes[cls]]
     images = [_decode_image(files[name], name, source) for name, _ in chosen]
     labels = np.array([label for _, label in chosen], dtype=np.int64)
     return _stack(images, [name for name, _ in chosen], source), labels
@@ -450,13 +322,13 @@ def _cifar_python(files: Mapping[str, bytes], source: str) -> Dataset:
 def _read_npz(path: Path, source: str) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [key for key in _NPZ_KEYS if key not in npz.files]
+            missing = [key for key in ARRAYS if key not in npz.files]
             if missing:
                 raise DataError(
                     f"data source '{source}': .npz lacks {', '.join(missing)}; "
-                    f"needs {', '.join(_NPZ_KEYS)}"
+                    f"needs {', '.join(ARRAYS)}"
                 )
-            arrays = {key: npz[key] for key in _NPZ_KEYS}
+            arrays = {key: npz[key] for key in ARRAYS}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"data source '{source}': cannot read the .npz: {exc}") from exc
     for split in _SPLITS:
@@ -480,75 +352,3 @@ def _check_npz_split(x: np.ndarray, y: np.ndarray, split: str, source: str) -> N
         )
 
 
-def _cache_name(path: Path) -> str:
-    """One file per source path, so an edited source replaces its cache instead of adding one."""
-    path = path.absolute()
-    return f"{path.name}-{hashlib.sha256(str(path).encode()).hexdigest()[:16]}.npz"
-
-
-def _fingerprint(path: Path, source: str) -> str:
-    """Size and mtime of every input file: cheap to take, and changes whenever the data does."""
-    names = _dir_names(path) if path.is_dir() else []
-    try:
-        stats = [os.stat(path), *(os.stat(os.path.join(path, name)) for name in names)]
-    except OSError as exc:
-        raise DataError(f"data source '{source}': cannot read {exc.filename}: {exc}") from exc
-    summary = [(name, s.st_size, s.st_mtime_ns) for name, s in zip(["", *names], stats)]
-    return hashlib.sha256(json.dumps([_CACHE_FORMAT, summary]).encode()).hexdigest()
-
-
-def _read_cache(file: Path, fingerprint: str) -> Dataset | None:
-    """A stale or unreadable cache is just a miss: the source is decoded and the cache rewritten."""
-    try:
-        with np.load(file, allow_pickle=False) as npz:
-            if str(npz["fingerprint"]) != fingerprint:
-                return None
-            arrays = {key: npz[key] for key in (*_NPZ_KEYS, "class_names", "source")}
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
-        _log.warning("ignoring unreadable dataset cache %s: %s", file, exc)
-        return None
-    names = tuple(str(name) for name in arrays.pop("class_names"))
-    source = str(arrays.pop("source"))
-    return Dataset(**arrays, class_names=names, source=source)
-
-
-def _write_cache(file: Path, fingerprint: str, dataset: Dataset) -> None:
-    """Atomic (temp file + rename) so a crash or a parallel writer never leaves a torn cache."""
-    arrays = {key: getattr(dataset, key) for key in _NPZ_KEYS}
-    arrays.update(class_names=np.array(dataset.class_names), source=np.array(dataset.source))
-    temp = file.with_name(f"{file.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        with temp.open("wb") as out:
-            np.savez(out, **arrays, fingerprint=fingerprint)
-        os.replace(temp, file)
-    except OSError as exc:
-        _log.warning("could not write dataset cache %s: %s", file, exc)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _check_validation_size(validation_size: int | float, dataset: Dataset) -> None:
-    n, n_classes = len(dataset.y_train), len(np.unique(dataset.y_train))
-    if isinstance(validation_size, bool) or not isinstance(validation_size, numbers.Real):
-        raise DataError(f"validation_size {validation_size!r}: expected an int or a float")
-    is_count = isinstance(validation_size, numbers.Integral)
-    if not is_count and not 0 < validation_size < 1:
-        raise DataError(f"validation_size {validation_size}: a fraction must be between 0 and 1")
-    n_val = int(validation_size) if is_count else int(np.ceil(validation_size * n))
-    if not 1 <= n_val <= n - n_classes:
-        raise DataError(
-            f"validation_size {validation_size!r}: takes {n_val} of {n} training images, but at "
-            f"least one must remain for each of the {n_classes} classes and one go to validation"
-        )
-
-
-def _stratified(
-    x: np.ndarray, y: np.ndarray, seed: int, **size: int | float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    try:
-        return train_test_split(x, y, **size, stratify=y, random_state=seed)
-    except ValueError as exc:
-        raise DataError(f"cannot split {len(y)} images with {size}: {exc}") from exc

@@ -11,11 +11,13 @@ from pathlib import Path
 import optuna
 
 from tune import __version__
+from tune.contract import OBJECTIVE
+from tune.engine.space import SearchSpace, dump_space, load_space
+from tune.engine.study import load_existing_study, stored_space
+from tune.engine.trial_record import completed_trials
 from tune.errors import StudyError
-from tune.search_space import SearchSpace, dump_space, load_space
-from tune.storage import load_existing_study, store_dir
-from tune.study import SPACE_ATTR, stored_space
-from tune.tracking import Tracker
+from tune.paths import export_file
+from tune.tracking.tracker import Tracker
 
 
 def study_name_of(target: str) -> str:
@@ -27,17 +29,15 @@ def study_name_of(target: str) -> str:
 
 
 def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
+    if not completed_trials(study.get_trials(deepcopy=False)):
         raise StudyError(f"study {study.study_name!r} has no completed trial yet ({len(study.trials)} trials in all)")
     return study.best_trial
 
 
 def best_config(study: optuna.Study) -> tuple[SearchSpace, optuna.trial.FrozenTrial]:
-    if SPACE_ATTR not in study.user_attrs:
-        raise StudyError(f"study {study.study_name!r} was not created by tune run: it stores no search space")
+    space = stored_space(study)
     trial = best_trial(study)
-    return stored_space(study).with_fixed(trial.params, study_name=f"{study.study_name}-best"), trial
+    return space.with_fixed(trial.params, study_name=f"{study.study_name}-best"), trial
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -53,9 +53,9 @@ def export_best(target: str, *, storage: str | None, tracking_uri: str | None, o
     name = study_name_of(target)
     study = load_existing_study(name, storage)
     space, trial = best_config(study)
-    out = out or store_dir() / "exports" / f"{name}-best.yaml"
+    out = out or export_file(name)
     header = (
-        f"Best trial {trial.number} of study {name!r}: val_data_loss={trial.value:.4f}\n"
+        f"Best trial {trial.number} of study {name!r}: {OBJECTIVE}={trial.value:.4f}\n"
         f"Exported {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by tune {__version__}; "
         f"every value fixed. Train it with: tune run {out}"
     )

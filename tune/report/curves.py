@@ -15,47 +15,55 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tune.diagnosis import Curves, Diagnosis, best_epoch
+from tune.contract import (
+    ACCURACY,
+    CLEAN_TRAIN_ACCURACY,
+    CLEAN_TRAIN_LOSS,
+    DATA_LOSS,
+    VAL_ACCURACY,
+    VAL_DATA_LOSS,
+    VAL_LOSS,
+    Curves,
+    best_epoch,
+)
+from tune.engine.diagnosis import BALANCED, INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED, Diagnosis
 
 REGIME_COLOURS: Mapping[str, str] = {
-    "under-regularized": "#d62728",
-    "over-regularized": "#1f77b4",
-    "balanced": "#2ca02c",
-    "inconclusive": "#7f7f7f",
+    UNDER_REGULARIZED: "#d62728",
+    OVER_REGULARIZED: "#1f77b4",
+    BALANCED: "#2ca02c",
+    INCONCLUSIVE: "#7f7f7f",
 }
 
 _TRAIN = "#333333"
 _VAL = "#ff7f0e"
 _Line = tuple[str, str, dict[str, Any]]
 _ACCURACY_LINES: tuple[_Line, ...] = (
-    ("accuracy", "train (with dropout/aug)", {"color": _TRAIN, "linestyle": "--"}),
-    ("clean_train_accuracy", "clean train", {"color": _TRAIN}),
-    ("val_accuracy", "validation", {"color": _VAL}),
+    (ACCURACY, "train (with dropout/aug)", {"color": _TRAIN, "linestyle": "--"}),
+    (CLEAN_TRAIN_ACCURACY, "clean train", {"color": _TRAIN}),
+    (VAL_ACCURACY, "validation", {"color": _VAL}),
 )
 _LOSS_LINES: tuple[_Line, ...] = (
-    ("data_loss", "train (with dropout/aug)", {"color": _TRAIN, "linestyle": "--"}),
-    ("clean_train_loss", "clean train", {"color": _TRAIN}),
-    ("val_data_loss", "validation", {"color": _VAL}),
-    ("val_loss", "val (with penalty)", {"color": _VAL, "linestyle": ":"}),
+    (DATA_LOSS, "train (with dropout/aug)", {"color": _TRAIN, "linestyle": "--"}),
+    (CLEAN_TRAIN_LOSS, "clean train", {"color": _TRAIN}),
+    (VAL_DATA_LOSS, "validation", {"color": _VAL}),
+    (VAL_LOSS, "val (with penalty)", {"color": _VAL, "linestyle": ":"}),
 )
 
 
-def learning_curve_figure(
-    curves: Curves, *, title: str, diagnosis: Diagnosis | None = None
-) -> Figure:
-    """One trial, accuracy beside loss, with the verdict and its reason when there is one."""
+def learning_curve_figure(curves: Curves, *, title: str, diagnosis: Diagnosis) -> Figure:
+    """One trial, accuracy beside loss, with the verdict and its reason."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     accuracy_axes, loss_axes = fig.subplots(1, 2)
     _draw_trial(accuracy_axes, loss_axes, curves, diagnosis)
     text, style = _heading(title, diagnosis)
     fig.suptitle(text, **style)
-    if diagnosis is not None:
-        fig.supxlabel(textwrap.fill(diagnosis.reason, 150), fontsize=9)
+    fig.supxlabel(textwrap.fill(diagnosis.reason, 150), fontsize=9)
     return fig
 
 
 def curves_side_by_side(
-    panels: Sequence[tuple[str, Curves, Diagnosis | None]],
+    panels: Sequence[tuple[str, Curves, Diagnosis]],
 ) -> Figure:
     """Several trials as columns (accuracy above loss) on shared scales, so "best", "most overfit"
     and "most underfit" can be compared by eye."""
@@ -67,8 +75,7 @@ def curves_side_by_side(
         _draw_trial(axes[0, column], axes[1, column], curves, diagnosis)
         text, style = _heading(title, diagnosis)
         axes[0, column].set_title(text, **style)
-        if diagnosis is not None:
-            axes[1, column].set_xlabel(f"epoch\n{textwrap.fill(diagnosis.reason, 55)}", fontsize=8)
+        axes[1, column].set_xlabel(f"epoch\n{textwrap.fill(diagnosis.reason, 55)}", fontsize=8)
     return fig
 
 
@@ -83,14 +90,13 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def _draw_trial(
-    accuracy_axes: Axes, loss_axes: Axes, curves: Curves, diagnosis: Diagnosis | None
+    accuracy_axes: Axes, loss_axes: Axes, curves: Curves, diagnosis: Diagnosis
 ) -> None:
-    best = best_epoch(curves)
+    best = best_epoch(curves) + 1
     _draw_panel(accuracy_axes, curves, _ACCURACY_LINES, "accuracy", best)
     _draw_panel(loss_axes, curves, _LOSS_LINES, "loss (crossentropy)", best)
     accuracy_axes.set_ylim(0.0, 1.02)
-    if diagnosis is not None:
-        _shade_gap(loss_axes, curves, REGIME_COLOURS[diagnosis.regime])
+    _shade_gap(loss_axes, curves, REGIME_COLOURS[diagnosis.regime])
     accuracy_axes.legend(fontsize=8)
     loss_axes.legend(fontsize=8)
 
@@ -112,7 +118,7 @@ def _draw_panel(
 
 
 def _shade_gap(axes: Axes, curves: Curves, colour: str) -> None:
-    train, val = curves["clean_train_loss"], curves["val_data_loss"]
+    train, val = curves[CLEAN_TRAIN_LOSS], curves[VAL_DATA_LOSS]
     axes.fill_between(_epochs(train), list(train), list(val), color=colour, alpha=0.18,
                       label="generalization gap")
 
@@ -121,10 +127,8 @@ def _epochs(values: Sequence[float]) -> list[int]:
     return list(range(1, len(values) + 1))
 
 
-def _heading(title: str, diagnosis: Diagnosis | None) -> tuple[str, dict[str, Any]]:
+def _heading(title: str, diagnosis: Diagnosis) -> tuple[str, dict[str, Any]]:
     """A title that doubles as a coloured badge naming the regime."""
-    if diagnosis is None:
-        return title, {}
     colour = REGIME_COLOURS[diagnosis.regime]
     badge = {"boxstyle": "round,pad=0.3", "facecolor": colour + "26", "edgecolor": colour}
     return f"{title} — {diagnosis.regime}", {"color": colour, "fontweight": "bold", "bbox": badge}

@@ -1,0 +1,110 @@
+"""Test doubles for the two sides the engine talks to: a trainer that replays scripted learning
+curves through the epoch hook (KerasTuner's scripted histories, in the shape of
+``tune.contract.Trainer``) and a tracker that keeps in memory what the MLflow tracker would write.
+With them, the objective, study, export and trial-record logic run in milliseconds, without
+TensorFlow or MLflow."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from conftest import curves_from
+from matplotlib.figure import Figure
+from optuna.trial import TrialState
+
+from tune.contract import OBJECTIVE, Curves, EpochHook, Params, Splits, TrainingResult, TrainSettings
+from tune.errors import TrainingDiverged
+
+EPOCHS = 8
+SPLITS = Splits(
+    np.zeros((20, 32, 32, 3), np.uint8), np.arange(20) % 10,
+    np.zeros((10, 32, 32, 3), np.uint8), np.arange(10) % 10, tuple(f"c{i}" for i in range(10)),
+)
+
+
+def regularized_curves(strength: float, epochs: int = EPOCHS) -> dict[str, list[float]]:
+    """Learning curves shaped by one regularization strength in [0, 1]: below 0.3 the model
+    overfits (validation loss turns up, wide gap), above 0.7 it cannot fit (flat, low accuracy),
+    in between it is balanced, with the lowest validation loss at 0.5."""
+    epoch = np.arange(1, epochs + 1)
+    if strength > 0.7:
+        flat = np.ones(epochs)
+        return curves_from(2.0 * flat, 2.02 * flat, 0.25 * flat, 0.24 * flat)
+    if strength < 0.3:
+        return curves_from(2.0 * np.exp(-0.35 * epoch), 1.2 + (0.3 - strength) * 0.1 * (epoch - 3) ** 2,
+                           1 - 0.75 * np.exp(-0.35 * epoch), 0.65 - 0.01 * np.abs(epoch - 3))
+    decay = np.exp(-0.25 * epoch)
+    return curves_from(0.6 + 1.2 * decay, 0.75 + 0.5 * abs(strength - 0.5) + 1.1 * decay,
+                       0.8 - 0.45 * decay, 0.74 - 0.41 * decay)
+
+
+def by_dropout(params: Params) -> dict[str, list[float]]:
+    return regularized_curves(float(params["dropout"]))
+
+
+@dataclass
+class ScriptedTrainer:
+    """Replays ``script(params)`` epoch by epoch; a trial for which ``diverges_after(params)``
+    gives a number of epochs raises ``TrainingDiverged`` after that many, as training does."""
+
+    script: Callable[[Params], Curves] = by_dropout
+    diverges_after: Callable[[Params], int | None] = lambda params: None
+    calls: list[tuple[dict, TrainSettings]] = field(default_factory=list)
+
+    def __call__(self, params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
+        self.calls.append((dict(params), settings))
+        curves = self.script(params)
+        epochs = min(settings.epochs, len(curves[OBJECTIVE]))
+        stop = self.diverges_after(params)
+        for epoch in range(epochs if stop is None else stop):
+            on_epoch(epoch, {key: float(values[epoch]) for key, values in curves.items()})
+        if stop is not None:
+            raise TrainingDiverged(f"training diverged in epoch {stop + 1}/{settings.epochs}: loss=nan")
+        return TrainingResult({key: list(values[:epochs]) for key, values in curves.items()}, stopped_early=False)
+
+
+@dataclass
+class RecordedRun:
+    parent: str
+    number: int
+    params: dict
+    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+    state: TrialState | None = None
+
+    def series(self, key: str) -> list[float]:
+        return [value for _, value in self.metrics.get(key, [])]
+
+
+@dataclass
+class RecordingTracker:
+    """``tune.engine.objective.TrialTracker`` in memory."""
+
+    runs: dict[str, RecordedRun] = field(default_factory=dict)
+
+    def start_trial(self, parent_id: str, number: int, params: Params, study_name: str) -> str:
+        run_id = f"{study_name}-run-{number}"
+        self.runs[run_id] = RecordedRun(parent_id, number, dict(params))
+        return run_id
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        for key, value in metrics.items():
+            self.runs[run_id].metrics.setdefault(key, []).append((step, value))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self.runs[run_id].tags.update(tags)
+
+    def log_figure(self, run_id: str, figure: Figure, artifact_file: str) -> None:
+        assert figure.axes, "an empty figure"
+        self.runs[run_id].figures.append(artifact_file)
+
+    def finish_trial(self, run_id: str, state: TrialState) -> None:
+        assert self.runs[run_id].state is None, "a run is finished once"
+        self.runs[run_id].state = state
+
+    def of_trial(self, number: int) -> RecordedRun:
+        (run,) = [run for run in self.runs.values() if run.number == number]
+        return run

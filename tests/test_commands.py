@@ -1,0 +1,99 @@
+"""The ``tune run`` and ``tune export`` recipes with a scripted trainer: the real journal, MLflow
+and report, in seconds instead of the minutes real training takes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import tiny_space, write_space
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState, create_trial
+from scripted import EPOCHS, ScriptedTrainer
+
+from tune.commands.export import best_config, export_best
+from tune.commands.run import RunOverrides, run_study
+from tune.contract import OBJECTIVE
+from tune.engine.space import load_space
+from tune.engine.study import SPACE_ATTR
+from tune.errors import StudyError
+from tune.paths import mlflow_database, report_dir
+from tune.tracking.tracker import ROLE_TAG
+
+STUDY = "scripted"
+TRIALS = 5
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """One scripted study shared by the tests below, in stores of its own."""
+    root = tmp_path_factory.mktemp("scripted")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNE_STORE_DIR", str(root / "mlruns"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv("TUNE_STORAGE", raising=False)
+        yield run_scripted(root)
+
+
+def run_scripted(root: Path) -> dict:
+    space = write_space(root / "space.yaml", tiny_space(
+        study={"name": STUDY, "trials": TRIALS, "sampler": {"type": "random", "seed": 1}, "pruner": {"type": "none"}},
+        training={"epochs": EPOCHS},
+        regularization={"l2": 0.001, "dropout": {"type": "float", "low": 0.0, "high": 0.99}},
+    ))
+    trainer = ScriptedTrainer(diverges_after=lambda params: 1 if params["dropout"] < 0.01 else None)
+    lines: list[str] = []
+    study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer)
+    return {"space": space, "study": study, "lines": lines, "trainer": trainer,
+            "client": MlflowClient(f"sqlite:///{mlflow_database().resolve()}")}
+
+
+def runs(client: MlflowClient, role: str) -> list:
+    experiment = client.get_experiment_by_name(STUDY)
+    return client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = '{role}'")
+
+
+def test_run_study_trains_each_trial_once_and_records_it(finished: dict) -> None:
+    study = finished["study"]
+    assert len(study.trials) == TRIALS and study.trials[0].params == {"dropout": 0.5}
+    assert [params["dropout"] for params, _ in finished["trainer"].calls] == [t.params["dropout"] for t in study.trials]
+    sampler_seed = 1
+    assert [settings.seed for _, settings in finished["trainer"].calls] == [sampler_seed + n for n in range(TRIALS)]
+    states = [trial.state for trial in study.trials]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == TRIALS - 1
+    trial_lines = [line for line in finished["lines"] if line.startswith("trial ")]
+    assert len(trial_lines) == TRIALS and "*best*" in " ".join(trial_lines)
+    (parent,) = runs(finished["client"], "study")
+    assert parent.info.status == "FINISHED"
+    children = runs(finished["client"], "trial")
+    assert sorted(int(run.data.tags["tune.trial_number"]) for run in children) == list(range(TRIALS))
+    assert (report_dir(STUDY) / "report.html").exists()
+    assert any(line.startswith(f"study {STUDY}: {TRIALS} trials") for line in finished["lines"])
+
+
+def test_export_writes_the_best_completed_trial_fixed(finished: dict, tmp_path: Path) -> None:
+    study = finished["study"]
+    out = export_best(STUDY, storage=None, tracking_uri=None, out=tmp_path / "best.yaml")
+    text = out.read_text()
+    assert text.startswith(f"# Best trial {study.best_trial.number} of study '{STUDY}': {OBJECTIVE}={study.best_value:.4f}")
+    exported = load_space(out)
+    assert exported.searched() == {} and exported.params()["dropout"] == study.best_params["dropout"]
+    assert exported.study.name == f"{STUDY}-best" and exported.study.trials == 1
+    (parent,) = runs(finished["client"], "study")
+    assert [a.path for a in finished["client"].list_artifacts(parent.info.run_id, "export")] == ["export/best.yaml"]
+
+
+def test_pruned_and_failed_trials_are_never_exported(finished: dict) -> None:
+    study = optuna.create_study()
+    study.set_user_attr(SPACE_ATTR, finished["study"].user_attrs[SPACE_ATTR])
+    distribution = optuna.distributions.FloatDistribution(0.0, 0.99)
+    for state, dropout, values in [(TrialState.PRUNED, 0.1, {0: 0.01}), (TrialState.FAIL, 0.2, {0: 0.02})]:
+        study.add_trial(create_trial(state=state, params={"dropout": dropout}, distributions={"dropout": distribution},
+                                     intermediate_values=values))
+    with pytest.raises(StudyError, match="no completed trial yet \\(2 trials in all\\)"):
+        best_config(study)
+    study.add_trial(create_trial(value=0.9, params={"dropout": 0.4}, distributions={"dropout": distribution}))
+    space, trial = best_config(study)
+    assert trial.number == 2 and space.params()["dropout"] == 0.4

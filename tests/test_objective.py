@@ -1,0 +1,194 @@
+"""The objective, the study and the trial record on in-memory Optuna studies with a scripted
+trainer and an in-memory tracker: milliseconds, no TensorFlow, no MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from conftest import tiny_space
+from optuna.trial import TrialState
+from scripted import EPOCHS, SPLITS, RecordingTracker, ScriptedTrainer, regularized_curves
+
+from tune.contract import GAP_LOSS, OBJECTIVE
+from tune.engine import trial_record
+from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED
+from tune.engine.objective import NO_EPOCH, TrialContext, make_objective
+from tune.engine.space import SearchSpace
+from tune.engine.study import (
+    SPACE_ATTR,
+    baseline_params,
+    load_existing_study,
+    make_pruner,
+    make_sampler,
+    open_study,
+    stored_space,
+    suggest_params,
+)
+from tune.errors import StudyError, TrainingDiverged
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SEED = 100
+
+
+def space(**sections: dict[str, Any]) -> SearchSpace:
+    raw = tiny_space(
+        training={"epochs": EPOCHS},
+        regularization={"l2": 0.001, "dropout": {"type": "float", "low": 0.0, "high": 1.0 - 1e-9}},
+    )
+    for section, values in sections.items():
+        raw[section].update(values)
+    return SearchSpace.model_validate(raw)
+
+
+def run(
+    trials: list[dict[str, Any]], trainer: ScriptedTrainer | None = None,
+    pruner: optuna.pruners.BasePruner | None = None, **sections: dict[str, Any],
+) -> tuple[optuna.Study, RecordingTracker, ScriptedTrainer]:
+    """The given dropout values as trials of an in-memory study, through the real objective."""
+    study = optuna.create_study(pruner=pruner or optuna.pruners.NopPruner())
+    for params in trials:
+        study.enqueue_trial(params)
+    tracker, trainer = RecordingTracker(), trainer or ScriptedTrainer()
+    ctx = TrialContext(space(**sections), SPLITS, "scripted", "parent-run", SEED)
+    study.optimize(make_objective(ctx, tracker, trainer), n_trials=len(trials), catch=(TrainingDiverged,))
+    return study, tracker, trainer
+
+
+def test_a_complete_trial_is_valued_at_its_best_epoch_and_recorded_everywhere() -> None:
+    study, tracker, trainer = run([{"dropout": 0.5}])
+    (trial,) = study.trials
+    expected = regularized_curves(0.5)
+    assert trial.state == TrialState.COMPLETE and trial.value == min(expected[OBJECTIVE])
+    assert trial.intermediate_values == dict(enumerate(expected[OBJECTIVE]))
+    assert trial.user_attrs["regime"] == "balanced"
+    assert trial.user_attrs["curves"][OBJECTIVE] == pytest.approx(expected[OBJECTIVE])
+    (params, settings), = trainer.calls
+    assert params == {**space().params(), "dropout": 0.5}
+    assert (settings.seed, settings.epochs, settings.clean_train_size) == (SEED + trial.number, EPOCHS, 200)
+    run_ = tracker.of_trial(trial.number)
+    assert trial.user_attrs[trial_record.RUN_ID] in tracker.runs and run_.parent == "parent-run"
+    assert run_.series(OBJECTIVE)[:EPOCHS] == expected[OBJECTIVE]
+    assert len(run_.series(GAP_LOSS)) == EPOCHS
+    assert run_.series("best_epoch") == [EPOCHS] and run_.series("epochs_run") == [EPOCHS]
+    assert run_.tags["tune.regime"] == "balanced" and run_.figures == ["learning_curve.png"]
+    assert run_.state == TrialState.COMPLETE
+
+
+@pytest.mark.parametrize(("dropout", "regime"), [(0.1, UNDER_REGULARIZED), (0.9, OVER_REGULARIZED)])
+def test_the_stored_diagnosis_reads_back_as_it_was_made(dropout: float, regime: str) -> None:
+    study, tracker, _ = run([{"dropout": dropout}])
+    (trial,) = study.trials
+    diagnosis = trial_record.trial_diagnosis(trial)
+    assert diagnosis.regime == regime == tracker.of_trial(0).tags["tune.regime"]
+    assert diagnosis.reason == tracker.of_trial(0).tags["tune.diagnosis"]
+    assert "reason" not in diagnosis.numbers and diagnosis.numbers["epochs"] == EPOCHS
+    assert tracker.of_trial(0).series("diagnosis.final_gap_loss") == [diagnosis.numbers["final_gap_loss"]]
+    assert trial_record.trial_curves(trial)[OBJECTIVE] == pytest.approx(regularized_curves(dropout)[OBJECTIVE])
+
+
+def test_a_pruned_trial_stops_where_the_pruner_says_and_is_recorded_as_pruned() -> None:
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
+    study, tracker, _ = run([{"dropout": 0.5}, {"dropout": 0.9}], pruner=pruner)
+    pruned = study.trials[1]
+    assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [0]
+    assert pruned.user_attrs["regime"] == INCONCLUSIVE
+    assert "only 1 epoch recorded" in pruned.user_attrs["diagnosis"]["reason"]
+    assert len(pruned.user_attrs["curves"][OBJECTIVE]) == 1
+    assert tracker.of_trial(1).state == TrialState.PRUNED
+
+
+def test_a_diverged_trial_fails_with_the_epochs_it_finished() -> None:
+    trainer = ScriptedTrainer(diverges_after=lambda params: 2 if params["dropout"] > 0.8 else None)
+    study, tracker, _ = run([{"dropout": 0.95}, {"dropout": 0.5}], trainer)
+    failed, complete = study.trials
+    assert failed.state == TrialState.FAIL and complete.state == TrialState.COMPLETE
+    assert len(failed.user_attrs["curves"][OBJECTIVE]) == 2
+    assert tracker.of_trial(0).state == TrialState.FAIL and tracker.of_trial(0).figures
+    assert trial_record.completed_trials(study.trials) == [complete]
+
+
+def test_a_trial_that_fails_before_its_first_epoch_has_no_curves() -> None:
+    study, tracker, _ = run([{"dropout": 0.5}], ScriptedTrainer(diverges_after=lambda params: 0))
+    (trial,) = study.trials
+    assert trial.state == TrialState.FAIL
+    assert trial_record.trial_diagnosis(trial).reason == NO_EPOCH
+    assert trial_record.trial_curves(trial) is None
+    assert tracker.of_trial(0).figures == [] and "best_epoch" not in tracker.of_trial(0).metrics
+
+
+def test_a_trial_without_a_record_reads_as_inconclusive() -> None:
+    study = optuna.create_study()
+    study.ask()
+    (running,) = study.trials
+    assert trial_record.trial_regime(running) == INCONCLUSIVE
+    assert trial_record.trial_diagnosis(running).reason == trial_record.NOT_RECORDED
+    assert trial_record.diagnosis_numbers(running) == {} and trial_record.trial_curves(running) is None
+
+
+def test_tpe_finds_the_balanced_band_on_scripted_curves() -> None:
+    """A whole search in milliseconds: the objective's U along dropout, its regimes in order."""
+    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=8)
+    study = optuna.create_study(sampler=sampler, pruner=optuna.pruners.NopPruner())
+    tracker, trainer = RecordingTracker(), ScriptedTrainer()
+    ctx = TrialContext(space(), SPLITS, "scripted", "parent-run", SEED)
+    study.optimize(make_objective(ctx, tracker, trainer), n_trials=30)
+    assert 0.3 < study.best_params["dropout"] < 0.7
+    by_dropout = sorted(study.trials, key=lambda trial: trial.params["dropout"])
+    regimes = [trial_record.trial_regime(trial) for trial in by_dropout]
+    first_over = regimes.index(OVER_REGULARIZED)
+    assert UNDER_REGULARIZED not in regimes[first_over:] and regimes[0] == UNDER_REGULARIZED
+    assert len(tracker.runs) == 30 and {run.state for run in tracker.runs.values()} == {TrialState.COMPLETE}
+
+
+def test_suggest_params_gives_every_hyperparameter_fixed_or_searched() -> None:
+    params = suggest_params(optuna.trial.FixedTrial({"dropout": 0.25}), space())
+    assert params == {**space().params(), "dropout": 0.25}
+
+
+def test_sampler_and_pruner_follow_the_space() -> None:
+    study = space(study={"sampler": {"type": "random", "seed": 1}, "pruner": {"type": "hyperband", "min_resource": 2}}).study
+    assert isinstance(make_sampler(study.sampler, 1), optuna.samplers.RandomSampler)
+    pruner = make_pruner(study.pruner, EPOCHS)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner(space().study.pruner, EPOCHS), optuna.pruners.MedianPruner)
+
+
+def test_baseline_keeps_what_the_space_can_represent() -> None:
+    assert baseline_params(space()) == {"dropout": 0.5}
+    narrow = space(regularization={"dropout": {"type": "float", "low": 0.0, "high": 0.3}})
+    assert baseline_params(narrow) == {}
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> str:
+    return f"journal:{tmp_path / 'journal.log'}"
+
+
+def test_opening_twice_resumes_with_one_baseline_and_the_space_stored(journal: str) -> None:
+    the_space = space(study={"enqueue": [{"dropout": 0.1}]})
+    first = open_study(the_space, "resumed", journal, "space.yaml")
+    again = open_study(the_space, "resumed", journal, "space.yaml")
+    waiting = again.get_trials(states=(TrialState.WAITING,))
+    assert [trial.system_attrs["fixed_params"] for trial in waiting] == [{"dropout": 0.5}, {"dropout": 0.1}]
+    assert [trial.user_attrs.get("baseline") for trial in waiting] == [True, None]
+    assert stored_space(first) == the_space == stored_space(load_existing_study("resumed", journal))
+
+
+def test_reading_commands_never_create_a_study(journal: str, tmp_path: Path) -> None:
+    with pytest.raises(StudyError, match="no study has been run"):
+        load_existing_study("missing", journal)
+    assert not (tmp_path / "journal.log").exists()
+    open_study(space(), "present", journal, "space.yaml")
+    with pytest.raises(StudyError, match="'missing' not found in .*studies there: present"):
+        load_existing_study("missing", journal)
+
+
+def test_a_study_not_made_by_tune_has_no_space(journal: str) -> None:
+    study = optuna.create_study(study_name="foreign", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(journal.removeprefix("journal:"))))
+    assert SPACE_ATTR not in study.user_attrs
+    with pytest.raises(StudyError, match="'foreign' was not created by tune run"):
+        stored_space(study)

@@ -1,0 +1,111 @@
+"""One trial from start to finish: suggest parameters, train, report every epoch for pruning,
+diagnose the curves, and record it all on the Optuna trial and with the tracker.
+
+The trainer and the tracker are passed in: ``tune run`` gives the isolated Keras trainer and the
+MLflow tracker, tests give a scripted trainer and an in-memory tracker, so this logic runs in
+milliseconds without TensorFlow. This module never imports TensorFlow or MLflow.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import optuna
+from matplotlib.figure import Figure
+from optuna.trial import TrialState
+
+from tune.contract import OBJECTIVE, Curves, EpochHook, Params, Splits, Trainer, at_best_epoch, generalization_gaps
+from tune.engine import trial_record
+from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis, diagnose
+from tune.engine.space import SearchSpace
+from tune.engine.study import suggest_params
+from tune.report.curves import learning_curve_figure
+from tune.training.isolated import train_isolated
+
+NO_EPOCH = "no epoch finished: the trial failed before its first epoch ended"
+
+
+class TrialTracker(Protocol):
+    """What a trial writes besides its Optuna record; ``tune.tracking.tracker.Tracker`` writes it
+    to MLflow."""
+
+    def start_trial(self, parent_id: str, number: int, params: Params, study_name: str) -> str: ...
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None: ...
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
+    def log_figure(self, run_id: str, figure: Figure, artifact_file: str) -> None: ...
+    def finish_trial(self, run_id: str, state: TrialState) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of one worker shares."""
+
+    space: SearchSpace
+    splits: Splits
+    study_name: str
+    parent_run_id: str
+    seed: int
+
+
+def make_objective(
+    ctx: TrialContext, tracker: TrialTracker, trainer: Trainer = train_isolated
+) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, ctx.space)
+        run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
+        trial.set_user_attr(trial_record.RUN_ID, run_id)
+        curves: defaultdict[str, list[float]] = defaultdict(list)
+        state = TrialState.FAIL
+        try:
+            settings = ctx.space.train_settings(ctx.seed + trial.number)
+            result = trainer(params, ctx.splits, settings, _epoch_hook(trial, tracker, run_id, curves))
+            state = TrialState.COMPLETE
+            return result.objective
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+            raise
+        finally:
+            _record(trial, ctx, tracker, run_id, dict(curves), state)
+
+    return objective
+
+
+def _epoch_hook(
+    trial: optuna.Trial, tracker: TrialTracker, run_id: str, curves: defaultdict[str, list[float]]
+) -> EpochHook:
+    """Per epoch: keep the curves, log them with the gaps, report the objective, maybe prune."""
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            curves[key].append(value)
+        gaps = {key: values[-1] for key, values in generalization_gaps(curves).items()}
+        tracker.log_metrics(run_id, {**logs, **gaps}, step=epoch)
+        trial.report(logs[OBJECTIVE], epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {OBJECTIVE}={logs[OBJECTIVE]:.4f}")
+
+    return on_epoch
+
+
+def _diagnose(curves: Curves, ctx: TrialContext) -> Diagnosis:
+    if not curves:
+        return Diagnosis(INCONCLUSIVE, NO_EPOCH, {})
+    return diagnose(curves, ctx.space.diagnosis, num_classes=len(ctx.splits.class_names))
+
+
+def _record(
+    trial: optuna.Trial, ctx: TrialContext, tracker: TrialTracker, run_id: str, curves: Curves,
+    state: TrialState,
+) -> None:
+    diagnosis = _diagnose(curves, ctx)
+    trial_record.store(trial, diagnosis, curves)
+    numbers = {f"diagnosis.{k}": v for k, v in diagnosis.numbers.items()}
+    tracker.log_metrics(run_id, {**(at_best_epoch(curves) if curves else {}), **numbers})
+    tracker.set_tags(run_id, {"tune.regime": diagnosis.regime, "tune.diagnosis": diagnosis.reason})
+    if curves:
+        title = f"{ctx.study_name} trial {trial.number} ({state.name.lower()})"
+        tracker.log_figure(run_id, learning_curve_figure(curves, title=title, diagnosis=diagnosis), "learning_curve.png")
+    tracker.finish_trial(run_id, state)

@@ -1,0 +1,2 @@
+"""MLflow: the experiment, parent and trial runs a study writes (``tracker``), and what produced
+them (``provenance``)."""
