@@ -140,8 +140,8 @@ def _rss_growth_per_trial(train: Any, trials: int = 24) -> float:
 
 def test_memory_stays_flat_over_many_trials(results: dict[str, Any]) -> None:
     """What `tune run` does (a process per trial) against training every trial in one process."""
-    from tune.training.isolated import train_isolated
     from tune.training.fit import train_model
+    from tune.training.isolated import train_isolated
 
     isolated, in_process = _rss_growth_per_trial(train_isolated), _rss_growth_per_trial(train_model)
     results["memory_growth_mib_per_trial"] = {"process_per_trial": round(isolated, 2), "one_process": round(in_process, 2)}

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import tiny_space, write_space
+from conftest import ROOT, tiny_space, write_space
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState, create_trial
 from scripted import EPOCHS, ScriptedTrainer
 
 from tune.commands.export import best_config, export_best
-from tune.commands.run import RunOverrides, run_study
+from tune.commands.run import RunOverrides, resolve_space, run_study
 from tune.contract import OBJECTIVE
 from tune.engine.space import load_space
 from tune.engine.study import SPACE_ATTR
-from tune.errors import StudyError
+from tune.errors import SpaceError, StudyError
 from tune.paths import mlflow_database, report_dir
 from tune.tracking.tracker import ROLE_TAG
 
@@ -42,6 +42,7 @@ def run_scripted(root: Path) -> dict:
         study={"name": STUDY, "trials": TRIALS, "sampler": {"type": "random", "seed": 1}, "pruner": {"type": "none"}},
         training={"epochs": EPOCHS},
         regularization={"l2": 0.001, "dropout": {"type": "float", "low": 0.0, "high": 0.99}},
+        diagnosis={"min_epochs": 4},
     ))
     trainer = ScriptedTrainer(diverges_after=lambda params: 1 if params["dropout"] < 0.01 else None)
     lines: list[str] = []
@@ -63,6 +64,8 @@ def test_run_study_trains_each_trial_once_and_records_it(finished: dict) -> None
     assert [settings.seed for _, settings in finished["trainer"].calls] == [sampler_seed + n for n in range(TRIALS)]
     states = [trial.state for trial in study.trials]
     assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == TRIALS - 1
+    (failed,) = [trial for trial in study.trials if trial.state == TrialState.FAIL]
+    assert "only 1 epoch recorded (at least 4 needed)" in failed.user_attrs["diagnosis"]["reason"]
     trial_lines = [line for line in finished["lines"] if line.startswith("trial ")]
     assert len(trial_lines) == TRIALS and "*best*" in " ".join(trial_lines)
     (parent,) = runs(finished["client"], "study")
@@ -97,3 +100,12 @@ def test_pruned_and_failed_trials_are_never_exported(finished: dict) -> None:
     study.add_trial(create_trial(value=0.9, params={"dropout": 0.4}, distributions={"dropout": distribution}))
     space, trial = best_config(study)
     assert trial.number == 2 and space.params()["dropout"] == 0.4
+
+
+@pytest.mark.parametrize(("overrides", "problem"), [
+    (RunOverrides(trials=0), "study.trials: Input should be greater than or equal to 1"),
+    (RunOverrides(timeout=0), "study.timeout: Input should be greater than 0"),
+])
+def test_command_line_values_meet_the_schemas_limits(overrides: RunOverrides, problem: str) -> None:
+    with pytest.raises(SpaceError, match=f"^command-line option: {problem}$"):
+        resolve_space(ROOT / "search_spaces" / "quick.yaml", overrides)

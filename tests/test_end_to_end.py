@@ -6,6 +6,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from conftest import tiny_space, tune_cli, write_space
 from mlflow.tracking import MlflowClient
 
@@ -127,11 +128,16 @@ def test_running_again_resumes_the_study(finished: dict) -> None:
     assert len(runs_of(finished["client"], "study")) == 2
 
 
-def test_bad_space_exits_2_and_creates_no_store(stores: Path, tmp_path: Path) -> None:
-    space = write_space(tmp_path / "bad.yaml", tiny_space(regularization={"dropout": 1.5}))
+@pytest.mark.parametrize(("content", "problem"), [
+    (yaml.safe_dump(tiny_space(regularization={"dropout": 1.5})).encode(), "regularization.dropout: must be < 1, got 1.5"),
+    (bytes(range(256)), "not a text file: byte 128 is not UTF-8"),
+], ids=["out-of-range", "binary"])
+def test_bad_space_exits_2_and_creates_no_store(stores: Path, tmp_path: Path, content: bytes, problem: str) -> None:
+    space = tmp_path / "bad.yaml"
+    space.write_bytes(content)
     result = tune_cli("run", str(space))
     assert result.returncode == 2
-    assert result.stderr.strip() == f"error: {space}: regularization.dropout: must be < 1, got 1.5"
+    assert result.stderr.strip() == f"error: {space}: {problem}"
     assert not stores.exists()
 
 

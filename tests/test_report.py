@@ -15,8 +15,8 @@ from PIL import Image
 
 from tune.engine.diagnosis import REGIMES, diagnose
 from tune.engine.trial_record import NO_COMPLETED_TRIAL
-from tune.report.analysis import Report, build_report, showcase_trials
 from tune.report import text as text_module
+from tune.report.analysis import Report, build_report, showcase_trials
 from tune.report.text import render_text
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

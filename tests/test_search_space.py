@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune.errors import SpaceError
 from tune.engine.space import (
     BASELINE,
     DOMAINS,
@@ -18,6 +17,7 @@ from tune.engine.space import (
     dump_space,
     load_space,
 )
+from tune.errors import SpaceError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))

@@ -102,8 +102,8 @@ def report(
 ) -> None:
     """Diagnose every trial of a study: regimes, parameter effects, plots; logged to MLflow."""
     from tune.commands.export import study_name_of
-    from tune.report.text import render_text
     from tune.report.publish import report_study
+    from tune.report.text import render_text
 
     _quiet_libraries()
     typer.echo(render_text(report_study(study_name_of(study), storage=storage, tracking_uri=tracking_uri)))

@@ -19,8 +19,8 @@ from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.engine.storage import default_storage_url, redact
 from tune.engine.study import open_study
 from tune.errors import TrainingDiverged
-from tune.report.text import render_text
 from tune.report.publish import publish_report
+from tune.report.text import render_text
 from tune.tracking.provenance import provenance_tags
 from tune.tracking.tracker import Tracker
 from tune.training.isolated import train_isolated

@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from optuna.trial import TrialState
 from rich import box
 from rich.console import Console
-from optuna.trial import TrialState
 from rich.table import Table
 
 from tune.engine.diagnosis import REGIMES
