@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from conftest import curves_from
-from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 from tune.contract import OBJECTIVE, Curves, EpochHook, Params, Splits, TrainingResult, TrainSettings
+from tune.engine.diagnosis import Diagnosis
 from tune.errors import TrainingDiverged
 
 EPOCHS = 8
@@ -72,7 +72,7 @@ class RecordedRun:
     params: dict
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    figures: list[str] = field(default_factory=list)
+    figures: list[tuple[str, Diagnosis]] = field(default_factory=list)
     state: TrialState | None = None
 
     def series(self, key: str) -> list[float]:
@@ -97,9 +97,9 @@ class RecordingTracker:
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         self.runs[run_id].tags.update(tags)
 
-    def log_figure(self, run_id: str, figure: Figure, artifact_file: str) -> None:
-        assert figure.axes, "an empty figure"
-        self.runs[run_id].figures.append(artifact_file)
+    def log_learning_curves(self, run_id: str, curves: Curves, diagnosis: Diagnosis, title: str) -> None:
+        assert len(curves[OBJECTIVE]) == len(self.runs[run_id].metrics[OBJECTIVE]), "curves of every epoch"
+        self.runs[run_id].figures.append((title, diagnosis))
 
     def finish_trial(self, run_id: str, state: TrialState) -> None:
         assert self.runs[run_id].state is None, "a run is finished once"

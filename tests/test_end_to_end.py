@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from tune.engine.space import load_space
 from tune.engine.storage import open_storage
-from tune.tracking.tracker import PARENT_TAG, ROLE_TAG, STATE_TAG
+from tune.tracking.tracker import LEARNING_CURVE_FILE, PARENT_TAG, ROLE_TAG, STATE_TAG
 
 STUDY = "e2e"
 TRIALS = 6
@@ -93,7 +93,7 @@ def test_mlflow_has_a_parent_run_and_a_child_per_trial(finished: dict) -> None:
         assert [m.value for m in history] == pytest.approx([trial.intermediate_values[s] for s in sorted(trial.intermediate_values)])
         for key in ("val_loss", "loss", "accuracy", "val_accuracy", "data_loss", "clean_train_loss", "gap_loss"):
             assert len(client.get_metric_history(child.info.run_id, key)) == len(history), key
-        assert "learning_curve.png" in {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert LEARNING_CURVE_FILE in {a.path for a in client.list_artifacts(child.info.run_id)}
 
 
 def test_penalty_free_loss_is_what_is_optimized(finished: dict) -> None:

@@ -27,3 +27,11 @@ def test_every_other_module_imports_without_tensorflow() -> None:
     code = f"import sys\nfor m in {tf_free!r}: __import__(m)\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_engine_needs_neither_mlflow_nor_matplotlib() -> None:
+    """The search logic stays cheap to import and to test: Optuna, pydantic and numpy only."""
+    engine = [name for name in modules() if name.startswith("tune.engine")]
+    code = f"import sys\nfor m in {engine!r}: __import__(m)\nprint(sorted(m for m in ('mlflow', 'matplotlib', 'tensorflow') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -73,7 +73,8 @@ def test_a_complete_trial_is_valued_at_its_best_epoch_and_recorded_everywhere() 
     assert run_.series(OBJECTIVE)[:EPOCHS] == expected[OBJECTIVE]
     assert len(run_.series(GAP_LOSS)) == EPOCHS
     assert run_.series("best_epoch") == [EPOCHS] and run_.series("epochs_run") == [EPOCHS]
-    assert run_.tags["tune.regime"] == "balanced" and run_.figures == ["learning_curve.png"]
+    assert run_.tags["tune.regime"] == "balanced"
+    assert run_.figures == [("scripted trial 0 (complete)", trial_record.trial_diagnosis(trial))]
     assert run_.state == TrialState.COMPLETE
 
 

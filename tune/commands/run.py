@@ -58,7 +58,7 @@ def load_splits(space: SearchSpace) -> Splits:
 def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     value = f"{OBJECTIVE}={trial.value:.4f}" if trial.value is not None else f"{'':>{len(OBJECTIVE) + 7}}"
     epochs = len(trial.intermediate_values)
-    regime = trial.user_attrs.get(trial_record.REGIME, "-")
+    regime = trial_record.trial_regime(trial)
     best = " *best*" if trial.value is not None and trial.number == study.best_trial.number else ""
     return f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} {regime}{best}"
 

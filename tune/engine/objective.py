@@ -3,7 +3,7 @@ diagnose the curves, and record it all on the Optuna trial and with the tracker.
 
 The trainer and the tracker are passed in: ``tune run`` gives the isolated Keras trainer and the
 MLflow tracker, tests give a scripted trainer and an in-memory tracker, so this logic runs in
-milliseconds without TensorFlow. This module never imports TensorFlow or MLflow.
+milliseconds without TensorFlow. This module never imports TensorFlow, MLflow or matplotlib.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import optuna
-from matplotlib.figure import Figure
 from optuna.trial import TrialState
 
 from tune.contract import OBJECTIVE, Curves, EpochHook, Params, Splits, Trainer, at_best_epoch, generalization_gaps
@@ -22,7 +21,6 @@ from tune.engine import trial_record
 from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis, diagnose
 from tune.engine.space import SearchSpace
 from tune.engine.study import suggest_params
-from tune.report.curves import learning_curve_figure
 from tune.training.isolated import train_isolated
 
 NO_EPOCH = "no epoch finished: the trial failed before its first epoch ended"
@@ -35,7 +33,7 @@ class TrialTracker(Protocol):
     def start_trial(self, parent_id: str, number: int, params: Params, study_name: str) -> str: ...
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None: ...
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
-    def log_figure(self, run_id: str, figure: Figure, artifact_file: str) -> None: ...
+    def log_learning_curves(self, run_id: str, curves: Curves, diagnosis: Diagnosis, title: str) -> None: ...
     def finish_trial(self, run_id: str, state: TrialState) -> None: ...
 
 
@@ -106,6 +104,5 @@ def _record(
     tracker.log_metrics(run_id, {**(at_best_epoch(curves) if curves else {}), **numbers})
     tracker.set_tags(run_id, {"tune.regime": diagnosis.regime, "tune.diagnosis": diagnosis.reason})
     if curves:
-        title = f"{ctx.study_name} trial {trial.number} ({state.name.lower()})"
-        tracker.log_figure(run_id, learning_curve_figure(curves, title=title, diagnosis=diagnosis), "learning_curve.png")
+        tracker.log_learning_curves(run_id, curves, diagnosis, f"{ctx.study_name} trial {trial.number} ({state.name.lower()})")
     tracker.finish_trial(run_id, state)

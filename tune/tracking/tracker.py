@@ -15,12 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from tune.contract import Curves
+from tune.engine.diagnosis import Diagnosis
 from tune.paths import artifacts_dir, mlflow_database
+from tune.report.curves import learning_curve_figure
 
 PARENT_TAG = "mlflow.parentRunId"
 ROLE_TAG = "tune.role"
@@ -29,6 +31,7 @@ TRIAL_TAG = "tune.trial_number"
 STATE_TAG = "tune.trial_state"
 _RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 _MAX_PARAM_LENGTH = 6000
+LEARNING_CURVE_FILE = "learning_curve.png"
 
 
 def default_tracking_uri() -> str:
@@ -116,8 +119,10 @@ class Tracker:
     def log_file(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
-    def log_figure(self, run_id: str, figure: Figure, artifact_file: str) -> None:
-        self.client.log_figure(run_id, figure, artifact_file)
+    def log_learning_curves(self, run_id: str, curves: Curves, diagnosis: Diagnosis, title: str) -> None:
+        """The trial's curves with its verdict, so the run page shows why it got its regime."""
+        figure = learning_curve_figure(curves, title=title, diagnosis=diagnosis)
+        self.client.log_figure(run_id, figure, LEARNING_CURVE_FILE)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
