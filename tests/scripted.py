@@ -71,8 +71,8 @@ class RecordedRun:
     number: int
     params: dict
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    figures: list[tuple[str, Diagnosis]] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None
+    title: str | None = None
     state: TrialState | None = None
 
     def series(self, key: str) -> list[float]:
@@ -94,12 +94,11 @@ class RecordingTracker:
         for key, value in metrics.items():
             self.runs[run_id].metrics.setdefault(key, []).append((step, value))
 
-    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
-        self.runs[run_id].tags.update(tags)
-
-    def log_learning_curves(self, run_id: str, curves: Curves, diagnosis: Diagnosis, title: str) -> None:
-        assert len(curves[OBJECTIVE]) == len(self.runs[run_id].metrics[OBJECTIVE]), "curves of every epoch"
-        self.runs[run_id].figures.append((title, diagnosis))
+    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str) -> None:
+        run = self.runs[run_id]
+        assert run.diagnosis is None, "a trial is diagnosed once"
+        assert len(curves.get(OBJECTIVE, [])) == len(run.metrics.get(OBJECTIVE, [])), "the curves of every epoch"
+        run.diagnosis, run.title = diagnosis, title
 
     def finish_trial(self, run_id: str, state: TrialState) -> None:
         assert self.runs[run_id].state is None, "a run is finished once"

@@ -73,8 +73,8 @@ def test_a_complete_trial_is_valued_at_its_best_epoch_and_recorded_everywhere() 
     assert run_.series(OBJECTIVE)[:EPOCHS] == expected[OBJECTIVE]
     assert len(run_.series(GAP_LOSS)) == EPOCHS
     assert run_.series("best_epoch") == [EPOCHS] and run_.series("epochs_run") == [EPOCHS]
-    assert run_.tags["tune.regime"] == "balanced"
-    assert run_.figures == [("scripted trial 0 (complete)", trial_record.trial_diagnosis(trial))]
+    assert run_.diagnosis == trial_record.trial_diagnosis(trial) and run_.diagnosis.regime == "balanced"
+    assert run_.title == "scripted trial 0 (complete)"
     assert run_.state == TrialState.COMPLETE
 
 
@@ -83,10 +83,8 @@ def test_the_stored_diagnosis_reads_back_as_it_was_made(dropout: float, regime: 
     study, tracker, _ = run([{"dropout": dropout}])
     (trial,) = study.trials
     diagnosis = trial_record.trial_diagnosis(trial)
-    assert diagnosis.regime == regime == tracker.of_trial(0).tags["tune.regime"]
-    assert diagnosis.reason == tracker.of_trial(0).tags["tune.diagnosis"]
+    assert diagnosis == tracker.of_trial(0).diagnosis and diagnosis.regime == regime
     assert "reason" not in diagnosis.numbers and diagnosis.numbers["epochs"] == EPOCHS
-    assert tracker.of_trial(0).series("diagnosis.final_gap_loss") == [diagnosis.numbers["final_gap_loss"]]
     assert trial_record.trial_curves(trial)[OBJECTIVE] == pytest.approx(regularized_curves(dropout)[OBJECTIVE])
 
 
@@ -107,7 +105,7 @@ def test_a_diverged_trial_fails_with_the_epochs_it_finished() -> None:
     failed, complete = study.trials
     assert failed.state == TrialState.FAIL and complete.state == TrialState.COMPLETE
     assert len(failed.user_attrs["curves"][OBJECTIVE]) == 2
-    assert tracker.of_trial(0).state == TrialState.FAIL and tracker.of_trial(0).figures
+    assert tracker.of_trial(0).state == TrialState.FAIL and tracker.of_trial(0).title == "scripted trial 0 (fail)"
     assert trial_record.completed_trials(study.trials) == [complete]
 
 
@@ -117,7 +115,7 @@ def test_a_trial_that_fails_before_its_first_epoch_has_no_curves() -> None:
     assert trial.state == TrialState.FAIL
     assert trial_record.trial_diagnosis(trial).reason == NO_EPOCH
     assert trial_record.trial_curves(trial) is None
-    assert tracker.of_trial(0).figures == [] and "best_epoch" not in tracker.of_trial(0).metrics
+    assert tracker.of_trial(0).diagnosis.reason == NO_EPOCH and "best_epoch" not in tracker.of_trial(0).metrics
 
 
 def test_a_trial_without_a_record_reads_as_inconclusive() -> None:

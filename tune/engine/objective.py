@@ -32,8 +32,7 @@ class TrialTracker(Protocol):
 
     def start_trial(self, parent_id: str, number: int, params: Params, study_name: str) -> str: ...
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None: ...
-    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None: ...
-    def log_learning_curves(self, run_id: str, curves: Curves, diagnosis: Diagnosis, title: str) -> None: ...
+    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str) -> None: ...
     def finish_trial(self, run_id: str, state: TrialState) -> None: ...
 
 
@@ -100,9 +99,7 @@ def _record(
 ) -> None:
     diagnosis = _diagnose(curves, ctx)
     trial_record.store(trial, diagnosis, curves)
-    numbers = {f"diagnosis.{k}": v for k, v in diagnosis.numbers.items()}
-    tracker.log_metrics(run_id, {**(at_best_epoch(curves) if curves else {}), **numbers})
-    tracker.set_tags(run_id, {"tune.regime": diagnosis.regime, "tune.diagnosis": diagnosis.reason})
     if curves:
-        tracker.log_learning_curves(run_id, curves, diagnosis, f"{ctx.study_name} trial {trial.number} ({state.name.lower()})")
+        tracker.log_metrics(run_id, at_best_epoch(curves))
+    tracker.log_diagnosis(run_id, diagnosis, curves, f"{ctx.study_name} trial {trial.number} ({state.name.lower()})")
     tracker.finish_trial(run_id, state)

@@ -29,6 +29,9 @@ ROLE_TAG = "tune.role"
 STUDY_TAG = "tune.study"
 TRIAL_TAG = "tune.trial_number"
 STATE_TAG = "tune.trial_state"
+REGIME_TAG = "tune.regime"
+REASON_TAG = "tune.diagnosis"
+DIAGNOSIS_PREFIX = "diagnosis."
 _RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 _MAX_PARAM_LENGTH = 6000
 LEARNING_CURVE_FILE = "learning_curve.png"
@@ -119,10 +122,14 @@ class Tracker:
     def log_file(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
-    def log_learning_curves(self, run_id: str, curves: Curves, diagnosis: Diagnosis, title: str) -> None:
-        """The trial's curves with its verdict, so the run page shows why it got its regime."""
-        figure = learning_curve_figure(curves, title=title, diagnosis=diagnosis)
-        self.client.log_figure(run_id, figure, LEARNING_CURVE_FILE)
+    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str) -> None:
+        """The regime as a tag to filter on, its numbers as metrics to sort by, and the learning
+        curves with the verdict drawn on them, so the run page shows why the trial got it."""
+        self.log_metrics(run_id, {f"{DIAGNOSIS_PREFIX}{key}": value for key, value in diagnosis.numbers.items()})
+        self.set_tags(run_id, {REGIME_TAG: diagnosis.regime, REASON_TAG: diagnosis.reason})
+        if curves:
+            figure = learning_curve_figure(curves, title=title, diagnosis=diagnosis)
+            self.client.log_figure(run_id, figure, LEARNING_CURVE_FILE)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
