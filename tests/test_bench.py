@@ -132,7 +132,7 @@ def _rss_growth_per_trial(train: Any, trials: int = 24) -> float:
     me = psutil.Process()
     rss: list[float] = []
     for trial in range(trials):
-        params = {**BASELINE, "l2": 10 ** -(trial % 4 + 2), "dropconnect": 0.25 * (trial % 2), "flip": bool(trial % 3)}
+        params = {**BASELINE, "l2_dense": 10 ** -(trial % 4 + 2), "dropconnect": 0.25 * (trial % 2), "flip": bool(trial % 3)}
         train(params, splits, TrainSettings("seed_cnn", 2, seed=trial, clean_train_size=400), lambda e, logs: None)
         rss.append(sum(p.memory_info().rss for p in [me, *me.children(recursive=True)]) / 2**20)
     return (float(np.mean(rss[-4:])) - float(np.mean(rss[4:8]))) / (trials - 8)

@@ -41,7 +41,7 @@ def run_scripted(root: Path) -> dict:
     space = write_space(root / "space.yaml", tiny_space(
         study={"name": STUDY, "trials": TRIALS, "sampler": {"type": "random", "seed": 1}, "pruner": {"type": "none"}},
         training={"epochs": EPOCHS},
-        regularization={"l2": 0.001, "dropout": {"type": "float", "low": 0.0, "high": 0.99}},
+        regularization={"l2_conv": 0.0, "l2_dense": 0.001, "dropout": {"type": "float", "low": 0.0, "high": 0.99}},
         diagnosis={"min_epochs": 4},
     ))
     trainer = ScriptedTrainer(diverges_after=lambda params: 1 if params["dropout"] < 0.01 else None)

@@ -29,7 +29,8 @@ def e2e_space() -> dict:
         training={"epochs": EPOCHS},
         regularization={
             # 3.0 cannot fit anything: the median pruner must stop those trials after epoch 1
-            "l2": {"type": "categorical", "choices": [0.0001, 0.001, 3.0]},
+            "l2_conv": 0.0,
+            "l2_dense": {"type": "categorical", "choices": [0.0001, 0.001, 3.0]},
             "dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.25},
         },
     )
@@ -59,7 +60,7 @@ def runs_of(client: MlflowClient, role: str) -> list:
 def test_trials_are_stored_with_baseline_first_and_some_pruned(finished: dict) -> None:
     trials = finished["study"].trials
     assert len(trials) == TRIALS
-    assert trials[0].params == {"l2": 0.001, "dropout": 0.5} and trials[0].user_attrs["baseline"] is True
+    assert trials[0].params == {"l2_dense": 0.001, "dropout": 0.5} and trials[0].user_attrs["baseline"] is True
     states = {t.state for t in trials}
     assert optuna.trial.TrialState.PRUNED in states and optuna.trial.TrialState.COMPLETE in states
     for trial in trials:
@@ -86,7 +87,7 @@ def test_mlflow_has_a_parent_run_and_a_child_per_trial(finished: dict) -> None:
         assert child.data.tags[PARENT_TAG] == parent.info.run_id
         assert child.data.tags[STATE_TAG] == trial.state.name
         assert child.info.status == {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}[trial.state.name]
-        assert child.data.params["l2"] == str(trial.params["l2"])
+        assert child.data.params["l2_dense"] == str(trial.params["l2_dense"])
         assert child.data.tags["tune.regime"] == trial.user_attrs["regime"]
         history = client.get_metric_history(child.info.run_id, "val_data_loss")
         assert [m.step for m in history] == sorted(trial.intermediate_values)

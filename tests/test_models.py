@@ -8,15 +8,17 @@ import numpy as np
 import pytest
 
 from tune.contract import MODEL_NAMES
-from tune.engine.space import DEFAULTS
+from tune.engine.space import BASELINE, DEFAULTS
 from tune.training import models
 from tune.training.layers import DropConnectDense
 
 ALL_OFF: dict[str, Any] = dict(DEFAULTS)
 ALL_ON: dict[str, Any] = {
     **ALL_OFF,
-    "l1": 1e-5,
-    "l2": 1e-3,
+    "l1_conv": 1e-5,
+    "l2_conv": 1e-3,
+    "l1_dense": 2e-5,
+    "l2_dense": 3e-3,
     "dropout": 0.3,
     "dropconnect": 0.4,
     "input_noise": 0.05,
@@ -103,14 +105,33 @@ def test_augmentation_and_noise_follow_rescaling_in_order() -> None:
     assert [type(layer).__name__ for layer in plain.layers[1:3]] == ["Rescaling", "Conv2D"]
 
 
+def _penalty(layers: list[keras.layers.Layer], l1: float, l2: float) -> float:
+    kernels = [keras.ops.convert_to_numpy(layer.kernel) for layer in layers]
+    return sum(l1 * np.abs(k).sum() + l2 * np.square(k).sum() for k in kernels)
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_penalty_covers_every_kernel_and_nothing_else(name: str) -> None:
+def test_each_layer_group_gets_its_own_penalty_and_the_output_none(name: str) -> None:
     model = build(name, ALL_ON)
-    kernels = [keras.ops.convert_to_numpy(layer.kernel) for layer in _kernel_layers(model)]
-    expected = sum(1e-5 * np.abs(k).sum() + 1e-3 * np.square(k).sum() for k in kernels)
-    assert len(model.losses) == len(kernels) == _count(model, keras.layers.Conv2D) + 2
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    hidden = [layer for layer in _kernel_layers(model) if layer not in convs and layer.name != "predictions"]
+    assert len(hidden) == 1 and model.get_layer("predictions").kernel_regularizer is None
+    assert len(model.losses) == len(convs) + 1
+    expected = _penalty(convs, 1e-5, 1e-3) + _penalty(hidden, 2e-5, 3e-3)
     assert float(keras.ops.sum(model.losses)) == pytest.approx(expected, rel=1e-5)
     assert not build(name, ALL_OFF).losses
+
+
+def test_the_baseline_model_is_seed_000s_with_l2_on_dense64_only() -> None:
+    model = build("seed_cnn", BASELINE)
+    penalized = [layer for layer in model.layers if getattr(layer, "kernel_regularizer", None) is not None]
+    assert [(type(layer).__name__, layer.units) for layer in penalized] == [("Dense", 64)]
+    assert penalized[0].kernel_regularizer.get_config() == pytest.approx({"l1": 0.0, "l2": 1e-3})
+    assert [type(layer).__name__ for layer in model.layers[1:]] == [
+        "Rescaling", "Conv2D", "ReLU", "MaxPooling2D", "Conv2D", "ReLU", "MaxPooling2D", "Conv2D", "ReLU",
+        "Flatten", "Dense", "ReLU", "Dropout", "Dense",
+    ]
+    assert model.get_layer(index=-2).rate == 0.5 and model.count_params() == 122_570
 
 
 def test_output_layer_stays_float32_under_mixed_precision(mixed_bfloat16: None) -> None:

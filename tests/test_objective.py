@@ -27,7 +27,7 @@ from tune.engine.study import (
     stored_space,
     suggest_params,
 )
-from tune.errors import StudyError, TrainingDiverged
+from tune.errors import SpaceError, StudyError, TrainingDiverged
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SEED = 100
@@ -36,7 +36,7 @@ SEED = 100
 def space(**sections: dict[str, Any]) -> SearchSpace:
     raw = tiny_space(
         training={"epochs": EPOCHS},
-        regularization={"l2": 0.001, "dropout": {"type": "float", "low": 0.0, "high": 1.0 - 1e-9}},
+        regularization={"l2_conv": 0.0, "l2_dense": 0.001, "dropout": {"type": "float", "low": 0.0, "high": 1.0 - 1e-9}},
     )
     for section, values in sections.items():
         raw[section].update(values)
@@ -190,4 +190,12 @@ def test_a_study_not_made_by_tune_has_no_space(journal: str) -> None:
         optuna.storages.journal.JournalFileBackend(journal.removeprefix("journal:"))))
     assert SPACE_ATTR not in study.user_attrs
     with pytest.raises(StudyError, match="'foreign' was not created by tune run"):
+        stored_space(study)
+
+
+def test_a_stored_space_that_no_longer_validates_is_one_clear_error() -> None:
+    """A study from before the per-group lambdas stores ``l2``: reading it must not crash."""
+    study = optuna.create_study(study_name="old")
+    study.set_user_attr(SPACE_ATTR, {**space().to_dict(), "regularization": {"l2": 0.001}})
+    with pytest.raises(SpaceError, match="^the search space stored in study 'old': regularization.l2: unknown key$"):
         stored_space(study)

@@ -15,8 +15,8 @@ from tune.engine.storage import open_storage
 from tune.tracking.tracker import ROLE_TAG
 
 STUDY = "regimes"
-UNDERFIT = {"l2": 5.0, "dropout": 0.0}
-OVERFIT = {"l2": 0.0, "dropout": 0.0}
+UNDERFIT = {"l2_conv": 5.0, "l2_dense": 5.0, "dropout": 0.0}
+OVERFIT = {"l2_conv": 0.0, "l2_dense": 0.0, "dropout": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,11 @@ def regimes(tmp_path_factory: pytest.TempPathFactory) -> dict:
         study={"name": STUDY, "trials": 2, "baseline": False, "enqueue": [UNDERFIT, OVERFIT], "pruner": {"type": "none"}},
         data={"source": "synthetic:3000", "train_subset": 100, "validation_size": 300, "clean_train_size": 100},
         training={"epochs": 30, "batch_size": 8},
-        regularization={"l2": {"type": "categorical", "choices": [0.0, 5.0]}, "dropout": {"type": "float", "low": 0.0, "high": 0.5}},
+        regularization={
+            "l2_conv": {"type": "categorical", "choices": [0.0, 5.0]},
+            "l2_dense": {"type": "categorical", "choices": [0.0, 5.0]},
+            "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+        },
     )
     env = {"TUNE_STORE_DIR": str(root / "mlruns"), "MLFLOW_TRACKING_URI": ""}
     run = tune_cli("run", str(write_space(root / "space.yaml", space)), env=env)

@@ -24,10 +24,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 EPOCH = np.arange(1, 16)
 L2 = 10 ** np.linspace(-6, -1, 15)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PLOTS = ("optimization_history", "param_importances", "slices", "contour_l2_dropout",
+PLOTS = ("optimization_history", "param_importances", "slices", "contour_lambda_dropout",
          "intermediate_values", "learning_curves")
 DISTRIBUTIONS = {
-    "l2": FloatDistribution(1e-7, 1.0, log=True),
+    "l2_dense": FloatDistribution(1e-7, 1.0, log=True),
     "dropout": FloatDistribution(0.0, 0.6),
     "optimizer": CategoricalDistribution(["adam", "sgd"]),
     "batch_norm": CategoricalDistribution([True, False]),
@@ -63,7 +63,7 @@ def scripted_curves(index: int) -> dict[str, list[float]]:
 
 
 def params_for(index: int) -> dict[str, Any]:
-    return {"l2": float(L2[index]), "dropout": round((index * 0.37) % 0.5, 3),
+    return {"l2_dense": float(L2[index]), "dropout": round((index * 0.37) % 0.5, 3),
             "optimizer": ("adam", "sgd")[index % 2], "batch_norm": True, "learning_rate": 1e-3}
 
 
@@ -122,10 +122,10 @@ def test_rows_follow_trial_numbers_with_regimes_and_marks(report: Report) -> Non
 
 def test_params_are_formatted_short_with_log_ones_scientific(report: Report) -> None:
     text = report.rows[0].params_text
-    assert text == {"l2": "1.00e-06", "dropout": "0", "optimizer": "adam", "batch_norm": "True",
+    assert text == {"l2_dense": "1.00e-06", "dropout": "0", "optimizer": "adam", "batch_norm": "True",
                     "learning_rate": "1.00e-03"}
     assert report.rows[1].params_text["dropout"] == "0.37"
-    assert report.rows[0].params["l2"] == pytest.approx(1e-6)
+    assert report.rows[0].params["l2_dense"] == pytest.approx(1e-6)
 
 
 def test_counts_cover_every_finished_trial(report: Report) -> None:
@@ -134,7 +134,7 @@ def test_counts_cover_every_finished_trial(report: Report) -> None:
 
 
 def test_l2_effects_show_the_u_and_a_shrinking_gap(report: Report) -> None:
-    bins = report.effects["l2"]
+    bins = report.effects["l2_dense"]
     assert [item.n for item in bins] == [3, 3, 3, 3, 3]
     values = [item.mean_value for item in bins]
     assert values[0] > values[2] < values[-1]
@@ -265,7 +265,7 @@ def test_single_trial_and_a_line_of_points(tmp_path: Path) -> None:
         add_trial(study, {**params_for(index), "dropout": params_for(BEST)["dropout"]},
                   scripted_curves(index))
     line = build_report(study, tmp_path / "line")
-    assert (line.html_path.parent / "contour_l2_dropout.png").stat().st_size > 5_000
+    assert (line.html_path.parent / "contour_lambda_dropout.png").stat().st_size > 5_000
     assert len(line.effects["dropout"]) == 1
 
 
@@ -275,7 +275,7 @@ def test_contour_is_skipped_without_dropout(tmp_path: Path) -> None:
         params = {key: value for key, value in params_for(index).items() if key != "dropout"}
         add_trial(study, params, scripted_curves(index))
     page = html_text(build_report(study, tmp_path))
-    assert "contour_l2_dropout: not drawn (needs numeric l2 (or l1) and dropout" in page
+    assert "contour_lambda_dropout: not drawn (needs a numeric lambda (l1_conv, l1_dense, l2_conv, l2_dense) and dropout" in page
 
 
 def test_render_text_lists_counts_and_the_best_trials_first(

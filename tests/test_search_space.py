@@ -11,12 +11,14 @@ import yaml
 from tune.engine.space import (
     BASELINE,
     DOMAINS,
+    REGULARIZATION_DOMAINS,
     CategoricalSpec,
     FloatSpec,
     IntSpec,
     dump_space,
     load_space,
 )
+from tune.engine.study import baseline_params
 from tune.errors import SpaceError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +70,7 @@ def test_every_key_of_shipped_spaces_is_commented() -> None:
 def test_distributions_and_fixed_values_parse(tmp_path: Path) -> None:
     space = load_space(write(tmp_path, {
         "regularization": {
-            "l2": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+            "l2_dense": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
             "early_stopping_patience": {"type": "int", "low": 1, "high": 5},
             "batch_norm": {"type": "categorical", "choices": [True, False]},
             "rotation": 10,
@@ -76,10 +78,10 @@ def test_distributions_and_fixed_values_parse(tmp_path: Path) -> None:
         "training": {"optimizer": {"type": "categorical", "choices": ["adam", "sgd"]}},
     }))
     searched = space.searched()
-    assert isinstance(searched["l2"], FloatSpec) and searched["l2"].log
+    assert isinstance(searched["l2_dense"], FloatSpec) and searched["l2_dense"].log
     assert isinstance(searched["early_stopping_patience"], IntSpec)
     assert isinstance(searched["batch_norm"], CategoricalSpec)
-    assert set(searched) == {"l2", "early_stopping_patience", "batch_norm", "optimizer"}
+    assert set(searched) == {"l2_dense", "early_stopping_patience", "batch_norm", "optimizer"}
     params = space.params()
     assert params["rotation"] == 10.0 and isinstance(params["rotation"], float)
     assert params["dropout"] == 0.0 and params["learning_rate"] == 1e-3
@@ -93,13 +95,13 @@ def test_distributions_and_fixed_values_parse(tmp_path: Path) -> None:
         ({"study": {"trials": "many"}}, "study.trials", "integer"),
         ({"regularization": {"dropout": 1.0}}, "regularization.dropout", "must be < 1, got 1.0"),
         ({"regularization": {"dropout": {"type": "float", "low": 0.1, "high": 1.2}}}, "regularization.dropout", "high must be < 1"),
-        ({"regularization": {"l2": {"type": "float", "low": 0.1, "high": 0.01}}}, "regularization.l2", "low <= high must hold"),
-        ({"regularization": {"l2": {"type": "float", "low": 0.0, "high": 0.01, "log": True}}}, "regularization.l2", "log scale needs low > 0"),
+        ({"regularization": {"l2_dense": {"type": "float", "low": 0.1, "high": 0.01}}}, "regularization.l2_dense", "low <= high must hold"),
+        ({"regularization": {"l2_dense": {"type": "float", "low": 0.0, "high": 0.01, "log": True}}}, "regularization.l2_dense", "log scale needs low > 0"),
         ({"regularization": {"early_stopping_patience": -1}}, "regularization.early_stopping_patience", "must be >= 0"),
         ({"regularization": {"early_stopping_patience": {"type": "float", "low": 1, "high": 3}}}, "regularization.early_stopping_patience", "needs type 'int'"),
         ({"regularization": {"batch_norm": "yes"}}, "regularization.batch_norm", "true or false"),
-        ({"regularization": {"l2": {"type": "normal", "low": 0, "high": 1}}}, "regularization.l2", "'type' must be one of"),
-        ({"regularization": {"l2": {"type": "float", "low": 0, "high": 1, "scale": 2}}}, "regularization.l2.scale", "unknown key"),
+        ({"regularization": {"l2_dense": {"type": "normal", "low": 0, "high": 1}}}, "regularization.l2_dense", "'type' must be one of"),
+        ({"regularization": {"l2_dense": {"type": "float", "low": 0, "high": 1, "scale": 2}}}, "regularization.l2_dense.scale", "unknown key"),
         ({"model": {"name": "resnet"}}, "model.name", "unknown model 'resnet'"),
         ({"study": {"pruner": {"type": "patient"}}}, "study.pruner.type", "'none', 'median', 'successive_halving' or 'hyperband'"),
         ({"training": {"optimizer": "adagrad"}}, "training.optimizer", "must be one of"),
@@ -139,9 +141,9 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
 
 def test_dump_round_trips_and_fixing_params(tmp_path: Path) -> None:
     space = load_space(ROOT / "search_spaces/quick.yaml")
-    fixed = space.with_fixed({"l2": 0.003, "dropout": 0.25}, study_name="quick-best")
+    fixed = space.with_fixed({"l2_conv": 0.0, "l2_dense": 0.003, "dropout": 0.25}, study_name="quick-best")
     assert fixed.searched() == {}
-    assert fixed.params()["l2"] == 0.003 and fixed.study.trials == 1 and not fixed.study.baseline
+    assert fixed.params()["l2_dense"] == 0.003 and fixed.study.trials == 1 and not fixed.study.baseline
     path = tmp_path / "fixed.yaml"
     path.write_text(dump_space(fixed, "header line"))
     assert path.read_text().startswith("# header line\n")
@@ -156,8 +158,9 @@ def test_overrides_are_validated(tmp_path: Path) -> None:
 
 
 def test_baseline_is_seed_000() -> None:
-    assert BASELINE["l2"] == 1e-3 and BASELINE["dropout"] == 0.5
+    assert BASELINE["l2_dense"] == 1e-3 and BASELINE["dropout"] == 0.5
     assert not BASELINE["flip"] and BASELINE["rotation"] == 0.0 and BASELINE["early_stopping_patience"] == 0
+    assert BASELINE["l2_conv"] == BASELINE["l1_conv"] == BASELINE["l1_dense"] == 0.0 and BASELINE["batch_size"] == 32
 
 
 def test_integer_thresholds_are_taken_as_integers(tmp_path: Path) -> None:
@@ -181,3 +184,13 @@ def test_train_settings_come_from_the_fixed_sections() -> None:
     settings = space.train_settings(seed=7)
     assert (settings.model_name, settings.epochs, settings.seed) == ("seed_cnn", 10, 7)
     assert (settings.precision, settings.clean_train_size) == ("float32", 2000)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_space_can_enqueue_seed_000s_regularization_exactly(path: Path) -> None:
+    space = load_space(path)
+    searched = set(space.searched()) & set(REGULARIZATION_DOMAINS)
+    fixed = {name: value for name, value in space.params().items() if name in REGULARIZATION_DOMAINS and name not in searched}
+    assert baseline_params(space) == {name: BASELINE[name] for name in searched | set(baseline_params(space))}
+    assert searched <= set(baseline_params(space)), f"{sorted(searched - set(baseline_params(space)))} cannot take seed 000's value"
+    assert fixed == {name: BASELINE[name] for name in fixed}, "a fixed regularizer differs from seed 000"

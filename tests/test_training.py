@@ -51,7 +51,7 @@ def regularized(
 ) -> tuple[TrainingResult, list[tuple[int, dict[str, float]]], keras.Model]:
     calls: list[tuple[int, dict[str, float]]] = []
     model, result = fit_model(
-        {**PARAMS, "l2": 1e-2, "dropout": 0.5},
+        {**PARAMS, "l2_dense": 1e-2, "dropout": 0.5},
         overfitting_splits,
         TrainSettings("seed_cnn", epochs=3, seed=1),
         lambda epoch, logs: calls.append((epoch, logs)),

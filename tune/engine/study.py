@@ -20,6 +20,7 @@ from tune.engine.space import (
     SamplerSettings,
     SearchSpace,
     SearchSpec,
+    validate_space,
 )
 from tune.engine.storage import default_storage_url, journal_path, open_storage, redact
 from tune.errors import StudyError
@@ -123,4 +124,4 @@ def stored_space(study: optuna.Study) -> SearchSpace:
     """The space the study was last run with; only ``tune run`` creates studies that have one."""
     if SPACE_ATTR not in study.user_attrs:
         raise StudyError(f"study {study.study_name!r} was not created by tune run: it stores no search space")
-    return SearchSpace.model_validate(study.user_attrs[SPACE_ATTR])
+    return validate_space(study.user_attrs[SPACE_ATTR], f"the search space stored in study {study.study_name!r}")

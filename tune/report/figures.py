@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tune.contract import OBJECTIVE
 from tune.engine.diagnosis import FINAL_GAP_LOSS, REGIMES
+from tune.engine.space import LAMBDAS
 from tune.engine.trial_record import (
     NO_COMPLETED_TRIAL,
     completed_trials,
@@ -55,8 +56,10 @@ def is_numeric(distribution: BaseDistribution) -> bool:
 
 
 def lambda_name(distributions: Mapping[str, BaseDistribution]) -> str:
-    """The weight penalty the study searched, for the penalty-dropout plane; l2 when it has both."""
-    return "l2" if "l2" in distributions else "l1"
+    """The weight penalty on the penalty-dropout plane: the first one the study searches on a
+    numeric range (a categorical on/off switch has no axis to draw)."""
+    searched = (name for name in distributions if name in LAMBDAS and is_numeric(distributions[name]))
+    return next(searched, LAMBDAS[0])
 
 
 def quietly(compute: Callable[[], _T]) -> _T:
@@ -82,7 +85,7 @@ def draw_plots(
         "optimization_history": lambda: _history_figure(complete),
         "param_importances": lambda: _importance_figure(study, complete),
         "slices": lambda: _slices_figure(complete, distributions, effects),
-        "contour_l2_dropout": lambda: _contour_figure(complete, distributions),
+        "contour_lambda_dropout": lambda: _contour_figure(complete, distributions),
         "intermediate_values": lambda: _intermediate_figure(trials),
         "learning_curves": lambda: _showcase_figure(showcase),
     }
@@ -211,7 +214,7 @@ def _contour_figure(
     penalty = lambda_name(distributions)
     if not all(name in distributions and is_numeric(distributions[name])
                for name in (penalty, "dropout")):
-        raise _NothingToDraw("needs numeric l2 (or l1) and dropout in the search space")
+        raise _NothingToDraw(f"needs a numeric lambda ({', '.join(LAMBDAS)}) and dropout in the search space")
     trials = [t for t in complete if penalty in t.params and "dropout" in t.params]
     _require_complete(trials)
     log = is_log(distributions[penalty])

@@ -28,7 +28,7 @@ _PLOT_CAPTIONS = {
                          "get_param_importances, its default evaluator).",
     "slices": "Objective (top) and final generalization gap (bottom) along each hyperparameter; "
               "black diamonds are the bin means of the effects tables.",
-    "contour_l2_dropout": "The weight penalty against dropout: fill and face colour are the "
+    "contour_lambda_dropout": "The weight penalty against dropout: fill and face colour are the "
                           "objective, the edge colour is the regime.",
     "intermediate_values": "Validation loss per epoch as the pruner saw it: completed trials by "
                            "regime, pruned ones grey and dashed.",

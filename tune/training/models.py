@@ -24,13 +24,7 @@ def build_model(
     ``name`` is one of ``tune.contract.MODEL_NAMES``, which the search-space schema checks."""
     inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
     features = _BODIES[name](_preprocess(inputs, params), params)
-    outputs = keras.layers.Dense(
-        num_classes,
-        activation="softmax",
-        kernel_regularizer=_kernel_regularizer(params),
-        dtype="float32",
-        name="predictions",
-    )(features)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(features)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -97,7 +91,7 @@ def _conv_unit(x: Tensor, filters: int, params: Params, *, padding: str) -> Tens
         3,
         padding=padding,
         use_bias=not params["batch_norm"],
-        kernel_regularizer=_kernel_regularizer(params),
+        kernel_regularizer=_kernel_regularizer(params, "conv"),
     )(x)
     return _normalize_and_activate(x, params)
 
@@ -110,7 +104,7 @@ def _dense_head(x: Tensor, units: int, params: Params) -> Tensor:
 
 def _hidden_dense(units: int, params: Params) -> keras.layers.Layer:
     use_bias = not params["batch_norm"]
-    regularizer = _kernel_regularizer(params)
+    regularizer = _kernel_regularizer(params, "dense")
     if params["dropconnect"] > 0:
         return DropConnectDense(
             units, rate=params["dropconnect"], use_bias=use_bias, kernel_regularizer=regularizer
@@ -128,11 +122,12 @@ def _dropout(x: Tensor, params: Params) -> Tensor:
     return keras.layers.Dropout(params["dropout"])(x) if params["dropout"] > 0 else x
 
 
-def _kernel_regularizer(params: Params) -> keras.regularizers.Regularizer | None:
-    """One L1/L2 penalty for kernels only: decaying biases or BN parameters would only hurt fit."""
-    if params["l1"] == 0 and params["l2"] == 0:
-        return None
-    return keras.regularizers.L1L2(l1=params["l1"], l2=params["l2"])
+def _kernel_regularizer(params: Params, group: str) -> keras.regularizers.Regularizer | None:
+    """The L1/L2 penalty of one layer group (``conv`` or ``dense``), on kernels only: decaying
+    biases or BN parameters would only hurt fit. The softmax output is left unpenalized, as in
+    seed 000, whose only penalty is L2 on its Dense64 kernel."""
+    l1, l2 = float(params[f"l1_{group}"]), float(params[f"l2_{group}"])
+    return keras.regularizers.L1L2(l1=l1, l2=l2) if l1 or l2 else None
 
 
 _BODIES: dict[str, Callable[[Tensor, Params], Tensor]] = {
