@@ -3,8 +3,10 @@ and report, in seconds instead of the minutes real training takes."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import optuna
 import pytest
@@ -13,9 +15,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState, create_trial
 from scripted import EPOCHS, ScriptedTrainer
 
+from tune.commands import run as run_module
 from tune.commands.export import best_config, export_best
 from tune.commands.run import RunOverrides, resolve_space, run_study
-from tune.contract import OBJECTIVE
+from tune.contract import OBJECTIVE, Splits
+from tune.data.sources import load_dataset
+from tune.data.splits import Dataset
 from tune.engine.space import load_space
 from tune.engine.study import SPACE_ATTR
 from tune.errors import SpaceError, StudyError
@@ -26,15 +31,39 @@ STUDY = "scripted"
 TRIALS = 5
 
 
+class Untouchable:
+    """Stands in for the test split: any use of it fails the run that was handed it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _touched(self, *args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError(f"tuning touched the test split ({self.name})")
+
+    __getattr__ = __getitem__ = __len__ = __iter__ = __array__ = __bool__ = _touched
+
+
+def without_test_split(dataset: Dataset) -> Dataset:
+    return dataclasses.replace(dataset, x_test=Untouchable("x_test"), y_test=Untouchable("y_test"))
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """One scripted study shared by the tests below, in stores of its own."""
+    """One scripted study shared by the tests below, in stores of its own, with a dataset whose
+    test split fails whatever touches it."""
     root = tmp_path_factory.mktemp("scripted")
+    loaded: list[Dataset] = []
+
+    def load_guarded(source: str) -> Dataset:
+        loaded.append(without_test_split(load_dataset(source)))
+        return loaded[-1]
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TUNE_STORE_DIR", str(root / "mlruns"))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.delenv("TUNE_STORAGE", raising=False)
-        yield run_scripted(root)
+        patch.setattr(run_module, "load_dataset", load_guarded)
+        yield {**run_scripted(root), "loaded": loaded}
 
 
 def run_scripted(root: Path) -> dict:
@@ -74,6 +103,15 @@ def test_run_study_trains_each_trial_once_and_records_it(finished: dict) -> None
     assert sorted(int(run.data.tags["tune.trial_number"]) for run in children) == list(range(TRIALS))
     assert (report_dir(STUDY) / "report.html").exists()
     assert any(line.startswith(f"study {STUDY}: {TRIALS} trials") for line in finished["lines"])
+
+
+def test_tuning_never_touches_the_test_split(finished: dict) -> None:
+    """The claim users show their teams: the whole run went by with an untouchable test split."""
+    (dataset,) = finished["loaded"]
+    with pytest.raises(AssertionError, match="touched the test split"):
+        len(dataset.x_test)
+    assert not any("test" in field.name for field in dataclasses.fields(Splits))
+    assert len(finished["study"].trials) == TRIALS
 
 
 def test_export_writes_the_best_completed_trial_fixed(finished: dict, tmp_path: Path) -> None:
