@@ -6,15 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-from tune.training.layers import DropConnectDense
+from tune.training.layers import NoisyConv2D, RegularizedDense
 
 IN_FEATURES = 8
 UNITS = 256
 
 
-def _built_layer(rate: float, **kwargs: object) -> DropConnectDense:
+def _built_layer(rate: float, **kwargs: object) -> RegularizedDense:
     keras.utils.set_random_seed(3)
-    layer = DropConnectDense(UNITS, rate=rate, bias_initializer="random_normal", **kwargs)
+    layer = RegularizedDense(UNITS, dropconnect=rate, bias_initializer="random_normal", **kwargs)
     layer.build((None, IN_FEATURES))
     return layer
 
@@ -58,22 +58,22 @@ def test_rate_zero_in_training_equals_dense_with_the_same_weights() -> None:
 
 
 def test_config_round_trip_keeps_every_setting() -> None:
-    layer = DropConnectDense(
+    layer = RegularizedDense(
         12,
-        rate=0.25,
+        dropconnect=0.25,
         activation="relu",
         use_bias=False,
         kernel_regularizer=keras.regularizers.L1L2(l1=1e-4, l2=2e-3),
         seed=7,
     )
-    clone = DropConnectDense.from_config(layer.get_config())
-    assert (clone.units, clone.rate, clone.use_bias, clone.seed) == (12, 0.25, False, 7)
+    clone = RegularizedDense.from_config(layer.get_config())
+    assert (clone.units, clone.dropconnect, clone.use_bias, clone.seed) == (12, 0.25, False, 7)
     assert clone.activation is keras.activations.relu
     assert clone.kernel_regularizer.get_config() == pytest.approx({"l1": 1e-4, "l2": 2e-3})
 
 
 def test_kernel_regularizer_adds_a_loss_and_the_bias_does_not() -> None:
-    layer = DropConnectDense(3, rate=0.5, kernel_regularizer=keras.regularizers.L2(0.5))
+    layer = RegularizedDense(3, dropconnect=0.5, kernel_regularizer=keras.regularizers.L2(0.5))
     layer.build((None, 2))
     layer.kernel.assign(np.ones((2, 3), dtype="float32"))
     layer.bias.assign(np.full((3,), 10.0, dtype="float32"))
@@ -82,15 +82,52 @@ def test_kernel_regularizer_adds_a_loss_and_the_bias_does_not() -> None:
 
 def test_model_with_the_layer_survives_save_and_load(tmp_path: Path) -> None:
     inputs = keras.Input((IN_FEATURES,))
-    model = keras.Model(inputs, DropConnectDense(4, rate=0.3, activation="softmax")(inputs))
+    model = keras.Model(inputs, RegularizedDense(4, dropconnect=0.3, activation="softmax")(inputs))
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
     x = np.random.default_rng(2).normal(size=(3, IN_FEATURES)).astype("float32")
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
-    assert isinstance(loaded.layers[-1], DropConnectDense)
+    assert isinstance(loaded.layers[-1], RegularizedDense)
 
 
 def test_rate_outside_unit_interval_is_rejected() -> None:
-    with pytest.raises(ValueError, match="rate must be in"):
-        DropConnectDense(4, rate=1.0)
+    with pytest.raises(ValueError, match="dropconnect must be in"):
+        RegularizedDense(4, dropconnect=1.0)
+
+
+def test_weight_noise_perturbs_the_kernel_in_training_only() -> None:
+    layer = RegularizedDense(UNITS, weight_noise=0.1, use_bias=False, seed=5)
+    layer.build((None, IN_FEATURES))
+    kernel = keras.ops.convert_to_numpy(layer.kernel)
+    identity = np.eye(IN_FEATURES, dtype="float32")
+    noise = keras.ops.convert_to_numpy(layer(identity, training=True)) - kernel
+    assert abs(noise.std() - 0.1) < 0.01 and abs(noise.mean()) < 0.01
+    again = keras.ops.convert_to_numpy(layer(identity, training=True)) - kernel
+    assert not np.allclose(noise, again), "fresh noise every step"
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(identity, training=False)), kernel, rtol=1e-6)
+
+
+def test_weight_noise_keeps_dropped_connections_dropped() -> None:
+    layer = RegularizedDense(UNITS, dropconnect=0.5, weight_noise=0.1, use_bias=False, seed=5)
+    layer.build((None, IN_FEATURES))
+    out = keras.ops.convert_to_numpy(layer(np.eye(IN_FEATURES, dtype="float32"), training=True))
+    assert 0.3 < (out == 0.0).mean() < 0.7
+
+
+def test_noisy_conv_adds_noise_in_training_only_and_round_trips(tmp_path: Path) -> None:
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((6, 6, 2))
+    model = keras.Model(inputs, NoisyConv2D(4, 3, weight_noise=0.2, seed=1)(inputs))
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 2)).astype("float32")
+    clean = keras.ops.convert_to_numpy(model(x, training=False))
+    noisy = keras.ops.convert_to_numpy(model(x, training=True))
+    plain = keras.layers.Conv2D(4, 3)
+    plain.build((None, 6, 6, 2))
+    plain.set_weights(model.layers[-1].get_weights())
+    np.testing.assert_allclose(clean, keras.ops.convert_to_numpy(plain(x)), rtol=1e-5, atol=1e-6)
+    assert np.abs(noisy - clean).mean() > 0.1
+    model.save(tmp_path / "noisy.keras")
+    loaded = keras.saving.load_model(tmp_path / "noisy.keras")
+    assert loaded.layers[-1].weight_noise == 0.2
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), clean, rtol=1e-5, atol=1e-6)

@@ -10,7 +10,7 @@ import pytest
 from tune.contract import MODEL_NAMES
 from tune.engine.space import BASELINE, DEFAULTS
 from tune.training import models
-from tune.training.layers import DropConnectDense
+from tune.training.layers import NoisyConv2D, RegularizedDense
 
 ALL_OFF: dict[str, Any] = dict(DEFAULTS)
 ALL_ON: dict[str, Any] = {
@@ -22,6 +22,7 @@ ALL_ON: dict[str, Any] = {
     "dropout": 0.3,
     "dropconnect": 0.4,
     "input_noise": 0.05,
+    "weight_noise": 0.02,
     "batch_norm": True,
     "flip": True,
     "rotation": 18.0,
@@ -29,7 +30,7 @@ ALL_ON: dict[str, Any] = {
     "height_shift": 0.2,
     "zoom": 0.15,
 }
-KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.Dense, DropConnectDense)
+KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.Dense, RegularizedDense)
 
 
 def build(name: str, params: dict[str, Any]) -> keras.Model:
@@ -78,9 +79,11 @@ def test_switches_add_exactly_their_layers(name: str, convs: int, dropouts: int)
     assert _count(off, keras.layers.BatchNormalization) == 0
     assert _count(on, keras.layers.BatchNormalization) == convs + 1
     assert (_count(off, keras.layers.Dropout), _count(on, keras.layers.Dropout)) == (0, dropouts)
-    assert _count(off, DropConnectDense) == 0
-    [dropconnect] = [layer for layer in on.layers if isinstance(layer, DropConnectDense)]
-    assert dropconnect.rate == 0.4
+    assert _count(off, RegularizedDense) == _count(off, NoisyConv2D) == 0
+    [dropconnect] = [layer for layer in on.layers if isinstance(layer, RegularizedDense)]
+    assert (dropconnect.dropconnect, dropconnect.weight_noise) == (0.4, 0.02)
+    noisy = [layer.weight_noise for layer in on.layers if isinstance(layer, NoisyConv2D)]
+    assert noisy == [0.02] * convs
     assert all(not layer.use_bias for layer in _kernel_layers(on)[:-1])
 
 

@@ -71,6 +71,7 @@ REGULARIZATION_DOMAINS: dict[str, Domain] = {
     "dropout": Domain(float, 0.0, "dropout rate of the dense head (and of each conv block in vgg_bn)", low=0, high=1, high_open=True),
     "dropconnect": Domain(float, 0.0, "DropConnect rate: fraction of hidden dense WEIGHTS dropped per step", low=0, high=1, high_open=True),
     "input_noise": Domain(float, 0.0, "stddev of Gaussian noise added to inputs scaled to [0, 1]", low=0),
+    "weight_noise": Domain(float, 0.0, "stddev of Gaussian noise added to every conv and hidden dense kernel at each training step", low=0),
     "batch_norm": Domain(bool, False, "batch normalization after every conv and hidden dense layer"),
     "flip": Domain(bool, False, "random horizontal flips"),
     "rotation": Domain(float, 0.0, "random rotation range in degrees", low=0, high=180),

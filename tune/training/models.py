@@ -12,7 +12,7 @@ from typing import Any
 import keras
 
 from tune.contract import Params
-from tune.training.layers import DropConnectDense
+from tune.training.layers import NoisyConv2D, RegularizedDense
 
 Tensor = Any
 
@@ -85,15 +85,12 @@ def _vgg_bn(x: Tensor, params: Params) -> Tensor:
 
 
 def _conv_unit(x: Tensor, filters: int, params: Params, *, padding: str) -> Tensor:
-    """Conv 3x3, then BN (if on) and ReLU; the conv has no bias under BN, whose beta replaces it."""
-    x = keras.layers.Conv2D(
-        filters,
-        3,
-        padding=padding,
-        use_bias=not params["batch_norm"],
-        kernel_regularizer=_kernel_regularizer(params, "conv"),
-    )(x)
-    return _normalize_and_activate(x, params)
+    """Conv 3x3, then BN (if on) and ReLU; the conv has no bias under BN, whose beta replaces it.
+    A plain Conv2D unless weight noise is on, so an all-off model is the reference architecture."""
+    options = {"padding": padding, "use_bias": not params["batch_norm"], "kernel_regularizer": _kernel_regularizer(params, "conv")}
+    noise = float(params["weight_noise"])
+    conv = NoisyConv2D(filters, 3, weight_noise=noise, **options) if noise > 0 else keras.layers.Conv2D(filters, 3, **options)
+    return _normalize_and_activate(conv(x), params)
 
 
 def _dense_head(x: Tensor, units: int, params: Params) -> Tensor:
@@ -103,13 +100,11 @@ def _dense_head(x: Tensor, units: int, params: Params) -> Tensor:
 
 
 def _hidden_dense(units: int, params: Params) -> keras.layers.Layer:
-    use_bias = not params["batch_norm"]
-    regularizer = _kernel_regularizer(params, "dense")
-    if params["dropconnect"] > 0:
-        return DropConnectDense(
-            units, rate=params["dropconnect"], use_bias=use_bias, kernel_regularizer=regularizer
-        )
-    return keras.layers.Dense(units, use_bias=use_bias, kernel_regularizer=regularizer)
+    options = {"use_bias": not params["batch_norm"], "kernel_regularizer": _kernel_regularizer(params, "dense")}
+    dropconnect, noise = float(params["dropconnect"]), float(params["weight_noise"])
+    if dropconnect > 0 or noise > 0:
+        return RegularizedDense(units, dropconnect=dropconnect, weight_noise=noise, **options)
+    return keras.layers.Dense(units, **options)
 
 
 def _normalize_and_activate(x: Tensor, params: Params) -> Tensor:
