@@ -15,6 +15,8 @@ STUDY ?=
 SEED ?=
 WORKERS ?= 2
 PORT ?= 5000
+TOP_K ?=
+FORMAT ?=
 PYTEST_ARGS ?=
 
 common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
@@ -26,7 +28,7 @@ run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOU
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT"
+	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT TOP_K FORMAT"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tune needs Python 3.11+"'
@@ -54,8 +56,8 @@ bench: $(STAMP) ## real-data checks and benchmarks; results in mlruns/bench/resu
 ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:PORT
 	$(BIN)/tune ui --port $(PORT) $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
 
-export: $(STAMP) ## the best trial of STUDY (or of SPACE's study) as a fixed config YAML
-	$(BIN)/tune export '$(or $(STUDY),$(SPACE))' $(common_opts)
+export: $(STAMP) ## the best trial (or TOP_K best) of STUDY (or SPACE's study) as fixed configs [FORMAT=yaml|json]
+	$(BIN)/tune export '$(or $(STUDY),$(SPACE))' $(if $(TOP_K),--top-k $(TOP_K)) $(if $(FORMAT),--format $(FORMAT)) $(common_opts)
 
 report: $(STAMP) ## diagnose every trial of STUDY (or SPACE's study): regimes, effects, plots
 	$(BIN)/tune report '$(or $(STUDY),$(SPACE))' $(common_opts)

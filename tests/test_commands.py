@@ -4,6 +4,7 @@ and report, in seconds instead of the minutes real training takes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -16,12 +17,12 @@ from optuna.trial import TrialState, create_trial
 from scripted import EPOCHS, ScriptedTrainer
 
 from tune.commands import run as run_module
-from tune.commands.export import best_config, export_best
+from tune.commands.export import export_best, exported_configs
 from tune.commands.run import RunOverrides, resolve_space, run_study
 from tune.contract import OBJECTIVE, Splits
 from tune.data.sources import load_dataset
 from tune.data.splits import Dataset
-from tune.engine.space import load_space
+from tune.engine.space import Origin, load_space
 from tune.engine.study import SPACE_ATTR
 from tune.errors import SpaceError, StudyError
 from tune.paths import mlflow_database, report_dir
@@ -116,14 +117,33 @@ def test_tuning_never_touches_the_test_split(finished: dict) -> None:
 
 def test_export_writes_the_best_completed_trial_fixed(finished: dict, tmp_path: Path) -> None:
     study = finished["study"]
-    out = export_best(STUDY, storage=None, tracking_uri=None, out=tmp_path / "best.yaml")
+    (out,) = export_best(STUDY, storage=None, tracking_uri=None, out=tmp_path / "best.yaml")
     text = out.read_text()
-    assert text.startswith(f"# Best trial {study.best_trial.number} of study '{STUDY}': {OBJECTIVE}={study.best_value:.4f}")
+    assert text.startswith(f"# Rank 1 of study '{STUDY}': trial {study.best_trial.number}, {OBJECTIVE}={study.best_value:.4f}")
     exported = load_space(out)
     assert exported.searched() == {} and exported.params()["dropout"] == study.best_params["dropout"]
     assert exported.study.name == f"{STUDY}-best" and exported.study.trials == 1
+    curves = study.best_trial.user_attrs["curves"]
+    best = curves[OBJECTIVE].index(min(curves[OBJECTIVE]))
+    assert exported.origin == Origin(
+        study=STUDY, trial=study.best_trial.number, rank=1, objective=study.best_value,
+        val_accuracy=curves["val_accuracy"][best], best_epoch=best + 1,
+        regime=study.best_trial.user_attrs["regime"], reason=study.best_trial.user_attrs["diagnosis"]["reason"],
+    )
     (parent,) = runs(finished["client"], "study")
-    assert [a.path for a in finished["client"].list_artifacts(parent.info.run_id, "export")] == ["export/best.yaml"]
+    assert "export/best.yaml" in [a.path for a in finished["client"].list_artifacts(parent.info.run_id, "export")]
+
+
+def test_top_k_exports_the_best_completed_trials_in_order_as_json(finished: dict, tmp_path: Path) -> None:
+    study = finished["study"]
+    paths = export_best(STUDY, storage=None, tracking_uri=None, out=tmp_path / "top", top_k=10, fmt="json")
+    complete = sorted((t for t in study.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)
+    assert [path.name for path in paths] == [f"{STUDY}-best.json"] + [f"{STUDY}-rank{r}.json" for r in range(2, len(complete) + 1)]
+    exported = [load_space(path) for path in paths]
+    assert [config.origin.trial for config in exported] == [trial.number for trial in complete]
+    assert [config.origin.rank for config in exported] == list(range(1, len(complete) + 1))
+    assert [config.params()["dropout"] for config in exported] == [trial.params["dropout"] for trial in complete]
+    assert json.loads(paths[0].read_text())["origin"]["objective"] == complete[0].value
 
 
 def test_pruned_and_failed_trials_are_never_exported(finished: dict) -> None:
@@ -134,10 +154,11 @@ def test_pruned_and_failed_trials_are_never_exported(finished: dict) -> None:
         study.add_trial(create_trial(state=state, params={"dropout": dropout}, distributions={"dropout": distribution},
                                      intermediate_values=values))
     with pytest.raises(StudyError, match="no completed trial yet \\(2 trials in all\\)"):
-        best_config(study)
+        exported_configs(study, 1)
     study.add_trial(create_trial(value=0.9, params={"dropout": 0.4}, distributions={"dropout": distribution}))
-    space, trial = best_config(study)
-    assert trial.number == 2 and space.params()["dropout"] == 0.4
+    (config,) = exported_configs(study, 3)
+    assert config.origin.trial == 2 and config.params()["dropout"] == 0.4
+    assert (config.origin.regime, config.origin.best_epoch, config.origin.val_accuracy) == ("inconclusive", None, None)
 
 
 @pytest.mark.parametrize(("overrides", "problem"), [

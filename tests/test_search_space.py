@@ -15,6 +15,7 @@ from tune.engine.space import (
     CategoricalSpec,
     FloatSpec,
     IntSpec,
+    Origin,
     dump_space,
     load_space,
 )
@@ -23,6 +24,7 @@ from tune.errors import SpaceError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
+ORIGIN = Origin(study="quick", trial=3, rank=1, objective=0.9, val_accuracy=0.7, best_epoch=4, regime="balanced", reason="r")
 
 
 def write(tmp_path: Path, raw: dict) -> Path:
@@ -141,7 +143,7 @@ def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
 
 def test_dump_round_trips_and_fixing_params(tmp_path: Path) -> None:
     space = load_space(ROOT / "search_spaces/quick.yaml")
-    fixed = space.with_fixed({"l2_conv": 0.0, "l2_dense": 0.003, "dropout": 0.25}, study_name="quick-best")
+    fixed = space.with_fixed({"l2_conv": 0.0, "l2_dense": 0.003, "dropout": 0.25}, study_name="quick-best", origin=ORIGIN)
     assert fixed.searched() == {}
     assert fixed.params()["l2_dense"] == 0.003 and fixed.study.trials == 1 and not fixed.study.baseline
     path = tmp_path / "fixed.yaml"
@@ -194,3 +196,21 @@ def test_every_shipped_space_can_enqueue_seed_000s_regularization_exactly(path: 
     assert baseline_params(space) == {name: BASELINE[name] for name in searched | set(baseline_params(space))}
     assert searched <= set(baseline_params(space)), f"{sorted(searched - set(baseline_params(space)))} cannot take seed 000's value"
     assert fixed == {name: BASELINE[name] for name in fixed}, "a fixed regularizer differs from seed 000"
+
+
+def ends_of(spec: FloatSpec | IntSpec | CategoricalSpec) -> list:
+    return spec.choices if isinstance(spec, CategoricalSpec) else [spec.low, spec.high]
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json"])
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_space_exports_and_reloads_unchanged(path: Path, fmt: str, tmp_path: Path) -> None:
+    space = load_space(path)
+    for end in (0, -1):
+        values = {name: ends_of(spec)[end] for name, spec in space.searched().items()}
+        fixed = space.with_fixed(values, study_name="x-best", origin=ORIGIN)
+        out = tmp_path / f"fixed.{fmt}"
+        out.write_text(dump_space(fixed, "a header", fmt))
+        reloaded = load_space(out)
+        assert reloaded == fixed and reloaded.searched() == {} and reloaded.origin == ORIGIN
+        assert {name: reloaded.params()[name] for name in values} == values

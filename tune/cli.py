@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
 import subprocess
@@ -14,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from tune.engine.space import SPACE_FORMATS
 from tune.errors import TuneError
 
 app = typer.Typer(
@@ -23,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 F = TypeVar("F", bound=Callable[..., Any])
+ExportFormat = enum.Enum("ExportFormat", {name: name for name in SPACE_FORMATS}, type=str)
 
 Storage = Annotated[
     str | None,
@@ -81,16 +84,18 @@ def run(
 @_user_errors
 def export(
     study_or_space: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
-    out: Annotated[Path | None, typer.Option(help="output YAML [default: mlruns/exports/STUDY-best.yaml]")] = None,
+    out: Annotated[Path | None, typer.Option(help="output file, or folder with --top-k > 1 [default: mlruns/exports/]")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="export the K best completed trials")] = 1,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="file format")] = ExportFormat.yaml,
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Write the best trial as a fixed-value config that `tune run` loads directly."""
+    """Write the best trials as fixed-value configs that `tune run` loads directly."""
     from tune.commands.export import export_best
 
     _quiet_libraries()
-    path = export_best(study_or_space, storage=storage, tracking_uri=tracking_uri, out=out)
-    typer.echo(str(path))
+    for path in export_best(study_or_space, storage=storage, tracking_uri=tracking_uri, out=out, top_k=top_k, fmt=fmt.value):
+        typer.echo(str(path))
 
 
 @app.command()

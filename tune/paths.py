@@ -33,5 +33,5 @@ def report_dir(study_name: str) -> Path:
     return store_dir() / "reports" / study_name
 
 
-def export_file(study_name: str) -> Path:
-    return store_dir() / "exports" / f"{study_name}-best.yaml"
+def exports_dir() -> Path:
+    return store_dir() / "exports"

@@ -1,5 +1,7 @@
-"""``tune export``: the best trial as a search-space file with every value fixed, loadable by
-``tune run`` or any later training step."""
+"""``tune export``: the best completed trials, each as a search-space file with every value fixed
+and an ``origin`` section (study, trial, rank, objective, validation accuracy, best epoch,
+diagnosis), loadable by ``tune run`` or any later training step. Pruned and failed trials are
+never exported."""
 
 from __future__ import annotations
 
@@ -9,35 +11,58 @@ import tempfile
 from pathlib import Path
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from tune import __version__
-from tune.contract import OBJECTIVE
-from tune.engine.space import SearchSpace, dump_space, load_space
+from tune.contract import DIRECTION, OBJECTIVE, VAL_ACCURACY, best_epoch
+from tune.engine.space import Origin, SearchSpace, dump_space, load_space
 from tune.engine.study import load_existing_study, stored_space
-from tune.engine.trial_record import completed_trials
+from tune.engine.trial_record import completed_trials, trial_curves, trial_diagnosis
 from tune.errors import StudyError
-from tune.paths import export_file
+from tune.paths import exports_dir
 from tune.tracking.tracker import Tracker
+
+SPACE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def study_name_of(target: str) -> str:
     """``tune export`` takes a study name or the search-space file that names it."""
     path = Path(target)
-    if path.suffix in (".yaml", ".yml") and path.is_file():
+    if path.suffix in SPACE_SUFFIXES and path.is_file():
         return load_space(path).study_name(path)
     return target
 
 
-def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
-    if not completed_trials(study.get_trials(deepcopy=False)):
+def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The ``k`` completed trials with the best objective, best first."""
+    complete = completed_trials(study.get_trials(deepcopy=False))
+    if not complete:
         raise StudyError(f"study {study.study_name!r} has no completed trial yet ({len(study.trials)} trials in all)")
-    return study.best_trial
+    return sorted(complete, key=lambda trial: trial.value, reverse=DIRECTION == "maximize")[:k]
 
 
-def best_config(study: optuna.Study) -> tuple[SearchSpace, optuna.trial.FrozenTrial]:
+def origin_of(study_name: str, trial: FrozenTrial, rank: int) -> Origin:
+    """The numbers at the trial's best epoch, read from its stored curves."""
+    diagnosis = trial_diagnosis(trial)
+    curves = trial_curves(trial)
+    best = best_epoch(curves) if curves else None
+    return Origin(
+        study=study_name, trial=trial.number, rank=rank, objective=trial.value,
+        val_accuracy=None if best is None else curves[VAL_ACCURACY][best],
+        best_epoch=None if best is None else best + 1, regime=diagnosis.regime, reason=diagnosis.reason,
+    )
+
+
+def exported_configs(study: optuna.Study, k: int) -> list[SearchSpace]:
+    """Rank 1 keeps the name ``STUDY-best``; the others are ``STUDY-rankN``."""
     space = stored_space(study)
-    trial = best_trial(study)
-    return space.with_fixed(trial.params, study_name=f"{study.study_name}-best"), trial
+    return [
+        space.with_fixed(
+            trial.params, study_name=f"{study.study_name}-{'best' if rank == 1 else f'rank{rank}'}",
+            origin=origin_of(study.study_name, trial, rank),
+        )
+        for rank, trial in enumerate(top_trials(study, k), start=1)
+    ]
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -49,19 +74,34 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def export_best(target: str, *, storage: str | None, tracking_uri: str | None, out: Path | None) -> Path:
-    name = study_name_of(target)
-    study = load_existing_study(name, storage)
-    space, trial = best_config(study)
-    out = out or export_file(name)
-    header = (
-        f"Best trial {trial.number} of study {name!r}: {OBJECTIVE}={trial.value:.4f}\n"
+def _destination(config: SearchSpace, out: Path | None, count: int, fmt: str) -> Path:
+    """``--out`` names the file of a single export and the folder of several."""
+    if out is not None and count == 1:
+        return out
+    return (out or exports_dir()) / f"{config.study.name}.{fmt}"
+
+
+def _header(config: SearchSpace, path: Path) -> str:
+    origin = config.origin
+    return (
+        f"Rank {origin.rank} of study {origin.study!r}: trial {origin.trial}, {OBJECTIVE}={origin.objective:.4f}, "
+        f"{origin.regime}\n"
         f"Exported {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by tune {__version__}; "
-        f"every value fixed. Train it with: tune run {out}"
+        f"every value fixed. Train it with: tune run {path}"
     )
-    write_atomically(out, dump_space(space, header))
+
+
+def export_best(
+    target: str, *, storage: str | None, tracking_uri: str | None, out: Path | None, top_k: int = 1,
+    fmt: str = "yaml",
+) -> list[Path]:
+    name = study_name_of(target)
+    configs = exported_configs(load_existing_study(name, storage), top_k)
+    paths = [_destination(config, out, len(configs), fmt) for config in configs]
+    for config, path in zip(configs, paths):
+        write_atomically(path, dump_space(config, _header(config, path), fmt))
     tracker = Tracker(name, tracking_uri)
     parent = tracker.latest_parent()
-    if parent is not None:
-        tracker.log_file(parent, out, "export")
-    return out
+    for path in paths if parent is not None else []:
+        tracker.log_file(parent, path, "export")
+    return paths

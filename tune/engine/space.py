@@ -10,6 +10,7 @@ any store is opened, so a bad file never leaves a half-created study behind.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -247,6 +248,20 @@ TrainingSettings = create_model(
 )
 
 
+class Origin(_Strict):
+    """Where an exported config came from: its study and trial and how that trial did, so a
+    retrain can be traced back to them. ``tune run`` ignores it."""
+
+    study: str
+    trial: int = Field(ge=0)
+    rank: int = Field(ge=1)
+    objective: float
+    val_accuracy: float | None = None
+    best_epoch: int | None = Field(None, ge=1)
+    regime: str
+    reason: str
+
+
 class SearchSpace(_Strict):
     study: StudySettings = StudySettings()
     data: DataSettings = DataSettings()
@@ -254,6 +269,7 @@ class SearchSpace(_Strict):
     training: TrainingSettings = TrainingSettings()  # type: ignore[valid-type]
     regularization: RegularizationSettings = RegularizationSettings()  # type: ignore[valid-type]
     diagnosis: Thresholds = Thresholds()
+    origin: Origin | None = None
 
     @model_validator(mode="after")
     def _enqueue_only_searched(self) -> SearchSpace:
@@ -290,12 +306,13 @@ class SearchSpace(_Strict):
         except ValidationError as exc:
             raise SpaceError(_format_errors("command-line option", exc)) from None
 
-    def with_fixed(self, values: dict[str, Scalar], *, study_name: str) -> SearchSpace:
+    def with_fixed(self, values: dict[str, Scalar], *, study_name: str, origin: Origin) -> SearchSpace:
         """The same study with every hyperparameter fixed: what ``tune export`` writes."""
         raw = self.to_dict()
         for name, value in values.items():
             raw["training" if name in TRAINING_DOMAINS else "regularization"][name] = value
         raw["study"].update(name=study_name, trials=1, baseline=False, enqueue=[])
+        raw["origin"] = origin.model_dump()
         return SearchSpace.model_validate(raw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -333,12 +350,20 @@ def load_space(path: Path) -> SearchSpace:
     except UnicodeDecodeError as exc:
         raise SpaceError(f"{path}: not a text file: byte {exc.start} is not UTF-8") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = json.loads(text) if Path(path).suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise SpaceError(f"{path}: not valid JSON: {exc}") from None
     except yaml.YAMLError as exc:
         raise SpaceError(f"{path}: not valid YAML: {exc}") from None
     return validate_space(raw or {}, Path(path))
 
 
-def dump_space(space: SearchSpace, header: str = "") -> str:
+SPACE_FORMATS = ("yaml", "json")
+
+
+def dump_space(space: SearchSpace, header: str = "", fmt: str = "yaml") -> str:
+    """YAML with ``header`` as comments, or JSON, which has no comments: ``origin`` says it all."""
+    if fmt == "json":
+        return json.dumps(space.to_dict(), indent=2) + "\n"
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     return comment + yaml.safe_dump(space.to_dict(), sort_keys=False)
