@@ -1,9 +1,10 @@
-"""Search-space files: the schema, its validation, and conversion back to YAML.
+"""Search-space files: the schema, its validation, and conversion back to YAML or JSON.
 
-A search-space YAML holds a whole study (what to search, the model, the data, training and study
+A search-space file holds a whole study (what to search, the model, the data, training and study
 settings), so a study can be re-run, resumed or exported from one file. Every hyperparameter is
 either a fixed value or a distribution; an exported config is the same schema with every value
-fixed. Allowed values are declared once, as data, in ``DOMAINS``; every check happens here, before
+fixed and an ``origin`` saying which trial it came from. Allowed values are declared once, as data,
+in ``DOMAINS`` (and the diagnosis thresholds on ``Thresholds``); every check happens here, before
 any store is opened, so a bad file never leaves a half-created study behind.
 """
 
