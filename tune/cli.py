@@ -100,6 +100,22 @@ def export(
 
 @app.command()
 @_user_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="a fixed config, as tune export writes")],
+    data: Annotated[str | None, typer.Option(help="data source [default: the config's]")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="retrain with seeds 0..N-1: mean and spread")] = 1,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs [default: the config's]")] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Retrain a fixed config on the whole training set, test it once, register the model."""
+    from tune.commands.train import train_config
+
+    _quiet_libraries()
+    train_config(config, data=data, seeds=seeds, epochs=epochs, tracking_uri=tracking_uri, echo=typer.echo)
+
+
+@app.command()
+@_user_errors
 def report(
     study: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
     storage: Storage = None,

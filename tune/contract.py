@@ -33,6 +33,8 @@ METRICS: tuple[str, ...] = (
 # What the diagnosis and the generalization gap are measured on: no dropout, no augmentation, no
 # penalty on either side.
 HONEST_CURVES: tuple[str, ...] = (CLEAN_TRAIN_LOSS, CLEAN_TRAIN_ACCURACY, VAL_DATA_LOSS, VAL_ACCURACY)
+# The final evaluation, once, on the test set that tuning never sees: penalty-free, like the objective.
+TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
 # Per-epoch gaps between the honest curves (validation minus clean train for the loss, clean train
 # minus validation for the accuracy: both grow as a model overfits).
 GAP_LOSS, GAP_ACCURACY = "gap_loss", "gap_accuracy"
@@ -116,6 +118,24 @@ class TrainingResult:
     def objective(self) -> float:
         """The trial's value: the objective at the epoch whose weights were kept."""
         return self.history[OBJECTIVE][self.best_epoch]
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """The test images and labels, handed over once, to the final retrain-and-test step only:
+    nothing that tunes is ever given one."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+
+@dataclass(frozen=True)
+class TestedResult:
+    """A retrain and its one evaluation on the test set, with the weights of its best epoch."""
+
+    training: TrainingResult
+    test_loss: float
+    test_accuracy: float
 
 
 class Trainer(Protocol):

@@ -35,3 +35,8 @@ def report_dir(study_name: str) -> Path:
 
 def exports_dir() -> Path:
     return store_dir() / "exports"
+
+
+def models_dir(study_name: str) -> Path:
+    """Retrained models, kept beside the MLflow artifacts that copy them."""
+    return store_dir() / "models" / study_name

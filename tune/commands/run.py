@@ -100,5 +100,5 @@ def run_study(
         raise
     finally:
         echo(render_text(publish_report(study, tracker, parent)))
-        tracker.finish_parent(parent, status)
+        tracker.finish_run(parent, status)
     return study

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -35,6 +36,9 @@ DIAGNOSIS_PREFIX = "diagnosis."
 _RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 _MAX_PARAM_LENGTH = 6000
 LEARNING_CURVE_FILE = "learning_curve.png"
+SOURCE_TRIAL_TAG = "tune.source_trial"
+SEED_TAG = "tune.seed"
+MODEL_FOLDER = "model"
 
 
 def default_tracking_uri() -> str:
@@ -139,7 +143,27 @@ class Tracker:
         self.set_tags(run_id, {STATE_TAG: state.name})
         self.client.set_terminated(run_id, _RUN_STATUS[state])
 
-    def finish_parent(self, run_id: str, status: str = "FINISHED") -> None:
+    def start_retrain(self, parent_id: str | None, seed: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """A retrain of a fixed config, nested under the study's parent run when there is one."""
+        link = {PARENT_TAG: parent_id} if parent_id else {}
+        tags = {ROLE_TAG: "retrain", SEED_TAG: str(seed), **link, **tags}
+        run = self.client.create_run(self.experiment_id, run_name=f"retrain-seed{seed}", tags=tags)
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def register_model(self, run_id: str, model_path: Path, name: str, tags: Mapping[str, str]) -> int:
+        """The saved model, logged with its run, as the next version of the registered model
+        ``name``; returns the version number."""
+        self.client.log_artifact(run_id, str(model_path), MODEL_FOLDER)
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as exc:  # another retrain registered it first
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL_FOLDER}"
+        return int(self.client.create_model_version(name, source, run_id=run_id, tags=tags).version)
+
+    def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
 
     def latest_parent(self) -> str | None:

@@ -1,0 +1,116 @@
+"""``tune train``: prove a fixed config on data tuning never saw. Retrain it on the whole
+training set (the validation split held out, so the retrain has honest curves and its own
+diagnosis), evaluate it once on the test set, save and register the model, and repeat over seeds
+for a mean and a spread.
+
+This recipe is the only code that hands the test set to anything, and it does so once per seed,
+after training.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tune.contract import OBJECTIVE, TEST_ACCURACY, TEST_LOSS, Curves, Splits, TestedResult, TestSplit
+from tune.data.sources import load_dataset
+from tune.data.splits import split_for_tuning
+from tune.engine.diagnosis import Diagnosis, diagnose
+from tune.engine.space import SearchSpace, load_space
+from tune.errors import SpaceError
+from tune.paths import models_dir
+from tune.tracking.tracker import SOURCE_TRIAL_TAG, Tracker
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """One seed's retrain: where it was logged and registered, and what it scored."""
+
+    seed: int
+    run_id: str
+    version: int
+    model_path: Path
+    tested: TestedResult
+    diagnosis: Diagnosis
+
+
+def fixed_config(path: Path, data: str | None, epochs: int | None) -> SearchSpace:
+    """A config with nothing left to search: what ``tune export`` writes."""
+    space = load_space(path).with_overrides(data={"source": data}, training={"epochs": epochs})
+    if space.searched():
+        raise SpaceError(
+            f"{path}: searches {sorted(space.searched())}; tune train takes a fixed config "
+            "(tune export writes one from a study)"
+        )
+    return space
+
+
+def model_name(space: SearchSpace, path: Path) -> str:
+    """Registered under the study the config came from, so its versions sit together."""
+    return space.origin.study if space.origin else space.study_name(path)
+
+
+def train_config(
+    path: Path, *, data: str | None, seeds: int, epochs: int | None, tracking_uri: str | None, echo: Echo = print
+) -> list[Retrain]:
+    """Retrain ``seeds`` times on the whole training set, test each once, log and register each."""
+    space = fixed_config(path, data, epochs)
+    name = model_name(space, path)
+    dataset = load_dataset(space.data.source)
+    splits = split_for_tuning(dataset, space.data.validation_size, None, space.data.seed)
+    echo(f"{name}: retraining on {len(splits.y_train)} training images, {len(splits.y_val)} held out, "
+         f"then testing once on {len(dataset.y_test)}")
+    tracker = Tracker(name, tracking_uri)
+    retrains = [
+        _retrain(space, splits, TestSplit(dataset.x_test, dataset.y_test), seed, tracker, name, echo)
+        for seed in range(seeds)
+    ]
+    echo(summary_line(retrains))
+    return retrains
+
+
+def _retrain(
+    space: SearchSpace, splits: Splits, test: TestSplit, seed: int, tracker: Tracker, name: str, echo: Echo
+) -> Retrain:
+    from tune.training.final import train_and_test  # here, so importing this module stays TensorFlow-free
+
+    params = space.params()
+    source = {SOURCE_TRIAL_TAG: str(space.origin.trial)} if space.origin else {}
+    settings = {"model": space.model.name, "epochs": space.training.epochs, "data.source": space.data.source}
+    run_id = tracker.start_retrain(tracker.latest_parent(), seed, {**params, **settings}, source)
+    curves: defaultdict[str, list[float]] = defaultdict(list)
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            curves[key].append(value)
+        tracker.log_metrics(run_id, logs, step=epoch)
+
+    model_path = models_dir(name) / f"{run_id}.keras"
+    tested = train_and_test(params, splits, test, space.train_settings(seed), on_epoch, model_path)
+    diagnosis = diagnose(curves, space.diagnosis, num_classes=len(splits.class_names))
+    _log_result(tracker, run_id, tested, diagnosis, curves, f"{name} retrain, seed {seed}")
+    version = tracker.register_model(run_id, model_path, name, {TEST_ACCURACY: f"{tested.test_accuracy:.6f}"})
+    tracker.finish_run(run_id)
+    echo(f"seed {seed}: test accuracy {tested.test_accuracy:.4f}, test loss {tested.test_loss:.4f}, "
+         f"{diagnosis.regime}; model version {version}")
+    return Retrain(seed, run_id, version, model_path, tested, diagnosis)
+
+
+def _log_result(
+    tracker: Tracker, run_id: str, tested: TestedResult, diagnosis: Diagnosis, curves: Curves, title: str
+) -> None:
+    best = tested.training.best_epoch
+    tracker.log_metrics(run_id, {TEST_LOSS: tested.test_loss, TEST_ACCURACY: tested.test_accuracy,
+                                 f"best_{OBJECTIVE}": tested.training.objective, "best_epoch": best + 1})
+    tracker.log_diagnosis(run_id, diagnosis, curves, title)
+
+
+def summary_line(retrains: list[Retrain]) -> str:
+    accuracies = [retrain.tested.test_accuracy for retrain in retrains]
+    spread = f" ± {statistics.stdev(accuracies):.4f} (std over {len(accuracies)} seeds)" if len(accuracies) > 1 else ""
+    return f"test accuracy {statistics.mean(accuracies):.4f}{spread}"
