@@ -17,18 +17,21 @@ WORKERS ?= 2
 PORT ?= 5000
 TOP_K ?=
 FORMAT ?=
+CONFIG ?=
+SEEDS ?=
+EPOCHS ?=
 PYTEST_ARGS ?=
 
 common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
 run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
 	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
 
-.PHONY: help tune workers test bench ui export report venv
+.PHONY: help tune workers test bench ui export report train compare venv
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT TOP_K FORMAT"
+	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT TOP_K FORMAT CONFIG SEEDS EPOCHS"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tune needs Python 3.11+"'
@@ -52,6 +55,14 @@ test: $(STAMP) ## the fast test suite (synthetic data, one small end-to-end run)
 
 bench: $(STAMP) ## real-data checks and benchmarks; results in mlruns/bench/results.json
 	$(BIN)/python -m pytest -m slow -s $(PYTEST_ARGS)
+
+train: $(STAMP) ## retrain CONFIG (an export) on the whole training set, test once, register [SEEDS= EPOCHS= DATA=]
+	$(BIN)/tune train '$(or $(CONFIG),mlruns/exports/$(notdir $(basename $(SPACE)))-best.yaml)' $(if $(SEEDS),--seeds $(SEEDS)) \
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(DATA),--data '$(DATA)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
+
+compare: $(STAMP) ## seed 000's model vs the best config of STUDY (or SPACE's study), both retrained and tested [SEEDS= EPOCHS= DATA=]
+	$(BIN)/tune compare '$(or $(STUDY),$(SPACE))' $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	  $(if $(DATA),--data '$(DATA)') $(common_opts)
 
 ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:PORT
 	$(BIN)/tune ui --port $(PORT) $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')

@@ -10,9 +10,12 @@ from urllib.parse import urlparse
 import keras
 import numpy as np
 import pytest
-from conftest import ROOT, tiny_space
+from conftest import ROOT, tiny_space, write_space
 from mlflow.tracking import MlflowClient
+from scripted import ScriptedTrainer
 
+from tune.commands.compare import compare_study
+from tune.commands.run import RunOverrides, run_study
 from tune.commands.train import train_config
 from tune.contract import OBJECTIVE, TEST_ACCURACY
 from tune.data.sources import load_dataset
@@ -45,7 +48,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 def test_the_retrain_uses_the_whole_training_set_not_the_tuning_subset(trained: dict) -> None:
-    assert trained["lines"][0] == "proof: retraining on 300 training images, 100 held out, then testing once on 80"
+    assert trained["lines"][0] == "retraining on 300 training images, 100 held out, then testing once on 80"
 
 
 def test_each_seed_registers_a_version_whose_test_accuracy_is_the_saved_models(trained: dict) -> None:
@@ -79,3 +82,54 @@ def test_the_run_is_traced_to_its_trial_with_curves_and_a_diagnosis(trained: dic
 def test_a_config_that_still_searches_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpaceError, match="searches \\['dropout', 'l2_conv', 'l2_dense'\\]; tune train takes a fixed config"):
         train_config(ROOT / "search_spaces" / "quick.yaml", data=SOURCE, seeds=1, epochs=1, tracking_uri=None)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A scripted study (no real training), then the real comparison of its best config."""
+    root = tmp_path_factory.mktemp("compare")
+    space = write_space(root / "space.yaml", tiny_space(
+        study={"name": "duel", "trials": 3, "pruner": {"type": "none"}},
+        data={"source": SOURCE, "validation_size": 100, "clean_train_size": 100},
+        training={"epochs": 2},
+        regularization={"l2_conv": 0.0, "l2_dense": 0.001, "dropout": {"type": "float", "low": 0.0, "high": 0.9}},
+    ))
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TUNE_STORE_DIR", str(root / "mlruns"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv("TUNE_STORAGE", raising=False)
+        study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lambda line: None, trainer=ScriptedTrainer())
+        arms = compare_study("duel", storage=None, tracking_uri=None, seeds=1, epochs=None, data=None, echo=lines.append)
+        yield {"study": study, "arms": arms, "lines": lines, "root": root,
+               "client": MlflowClient(f"sqlite:///{mlflow_database().resolve()}")}
+
+
+def test_compare_retrains_the_seed_baseline_and_the_best_config_on_the_same_seeds(compared: dict) -> None:
+    baseline, best = compared["arms"]
+    assert (baseline.label, best.label) == ("seed 000 baseline", "best config")
+    assert len(baseline.test_accuracies) == len(best.test_accuracies) == 1
+    client = compared["client"]
+    experiment = client.get_experiment_by_name("duel")
+    (comparison,) = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'compare'")
+    retrains = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'retrain'")
+    assert len(retrains) == 2 and {run.data.tags["mlflow.parentRunId"] for run in retrains} == {comparison.info.run_id}
+    by_name = {run.info.run_name: run for run in retrains}
+    assert by_name["duel-baseline-seed0"].data.params["l2_dense"] == "0.001"
+    assert by_name["duel-baseline-seed0"].data.params["dropout"] == "0.5"
+    assert by_name["duel-best-seed0"].data.params["dropout"] == str(compared["study"].best_params["dropout"])
+    assert comparison.data.metrics[f"best.{TEST_ACCURACY}"] == pytest.approx(np.mean(best.test_accuracies))
+    assert comparison.data.metrics[f"baseline.{TEST_ACCURACY}"] == pytest.approx(np.mean(baseline.test_accuracies))
+    assert {a.path for a in client.list_artifacts(comparison.info.run_id)} == {"comparison.md", "comparison.png"}
+    assert [int(v.version) for v in client.search_model_versions("name='duel'")] == [1]
+    assert len(client.search_model_versions("name='duel-baseline'")) == 1
+
+
+def test_compare_prints_the_table_a_team_reads(compared: dict) -> None:
+    table = [line for line in compared["lines"] if line.startswith("| ")]
+    header, rule, baseline, best = "\n".join(table).splitlines()
+    assert header == "| config | test accuracy | test loss | gap (nats) | diagnosis | wall time per seed |"
+    (accuracy,) = compared["arms"][1].test_accuracies
+    assert best.startswith(f"| best config | {accuracy:.4f} | ")
+    assert baseline.startswith("| seed 000 baseline | ")
+    assert (compared["root"] / "mlruns" / "reports" / "duel" / "comparison.png").stat().st_size > 5_000

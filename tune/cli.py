@@ -116,6 +116,24 @@ def train(
 
 @app.command()
 @_user_errors
+def compare(
+    study_or_space: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
+    seeds: Annotated[int, typer.Option(min=1, help="retrain each config with seeds 0..N-1")] = 1,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs [default: the study's]")] = None,
+    data: Annotated[str | None, typer.Option(help="data source [default: the study's]")] = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Seed 000's model against the study's best config, both retrained and tested once."""
+    from tune.commands.compare import compare_study
+
+    _quiet_libraries()
+    compare_study(study_or_space, storage=storage, tracking_uri=tracking_uri, seeds=seeds, epochs=epochs,
+                  data=data, echo=typer.echo)
+
+
+@app.command()
+@_user_errors
 def report(
     study: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
     storage: Storage = None,

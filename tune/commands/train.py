@@ -10,6 +10,7 @@ after training.
 from __future__ import annotations
 
 import statistics
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from tune.engine.diagnosis import Diagnosis, diagnose
 from tune.engine.space import SearchSpace, load_space
 from tune.errors import SpaceError
 from tune.paths import models_dir
-from tune.tracking.tracker import SOURCE_TRIAL_TAG, Tracker
+from tune.tracking.tracker import SEED_TAG, SOURCE_TRIAL_TAG, Tracker
 
 Echo = Callable[[str], None]
 
@@ -37,6 +38,7 @@ class Retrain:
     model_path: Path
     tested: TestedResult
     diagnosis: Diagnosis
+    seconds: float
 
 
 def fixed_config(path: Path, data: str | None, epochs: int | None) -> SearchSpace:
@@ -55,34 +57,49 @@ def model_name(space: SearchSpace, path: Path) -> str:
     return space.origin.study if space.origin else space.study_name(path)
 
 
+def held_out(space: SearchSpace, echo: Echo) -> tuple[Splits, TestSplit]:
+    """The whole training set less the validation split (never the tuning subset), and the test
+    set, which only ``tune.training.final`` is given."""
+    dataset = load_dataset(space.data.source)
+    splits = split_for_tuning(dataset, space.data.validation_size, None, space.data.seed)
+    echo(f"retraining on {len(splits.y_train)} training images, {len(splits.y_val)} held out, "
+         f"then testing once on {len(dataset.y_test)}")
+    return splits, TestSplit(dataset.x_test, dataset.y_test)
+
+
 def train_config(
     path: Path, *, data: str | None, seeds: int, epochs: int | None, tracking_uri: str | None, echo: Echo = print
 ) -> list[Retrain]:
     """Retrain ``seeds`` times on the whole training set, test each once, log and register each."""
     space = fixed_config(path, data, epochs)
     name = model_name(space, path)
-    dataset = load_dataset(space.data.source)
-    splits = split_for_tuning(dataset, space.data.validation_size, None, space.data.seed)
-    echo(f"{name}: retraining on {len(splits.y_train)} training images, {len(splits.y_val)} held out, "
-         f"then testing once on {len(dataset.y_test)}")
+    splits, test = held_out(space, echo)
     tracker = Tracker(name, tracking_uri)
-    retrains = [
-        _retrain(space, splits, TestSplit(dataset.x_test, dataset.y_test), seed, tracker, name, echo)
-        for seed in range(seeds)
-    ]
+    retrains = retrain_seeds(space, splits, test, seeds, tracker, tracker.latest_parent(), name, echo)
     echo(summary_line(retrains))
     return retrains
 
 
+def retrain_seeds(
+    space: SearchSpace, splits: Splits, test: TestSplit, seeds: int, tracker: Tracker, parent_id: str | None,
+    registered_as: str, echo: Echo,
+) -> list[Retrain]:
+    """Seeds 0..seeds-1, each logged as a run nested under ``parent_id`` and registered as a
+    version of the model ``registered_as``."""
+    return [_retrain(space, splits, test, seed, tracker, parent_id, registered_as, echo) for seed in range(seeds)]
+
+
 def _retrain(
-    space: SearchSpace, splits: Splits, test: TestSplit, seed: int, tracker: Tracker, name: str, echo: Echo
+    space: SearchSpace, splits: Splits, test: TestSplit, seed: int, tracker: Tracker, parent_id: str | None,
+    registered_as: str, echo: Echo,
 ) -> Retrain:
     from tune.training.final import train_and_test  # here, so importing this module stays TensorFlow-free
 
     params = space.params()
     source = {SOURCE_TRIAL_TAG: str(space.origin.trial)} if space.origin else {}
     settings = {"model": space.model.name, "epochs": space.training.epochs, "data.source": space.data.source}
-    run_id = tracker.start_retrain(tracker.latest_parent(), seed, {**params, **settings}, source)
+    run_id = tracker.start_retrain(parent_id, f"{space.study.name}-seed{seed}", {**params, **settings},
+                                   {SEED_TAG: str(seed), **source})
     curves: defaultdict[str, list[float]] = defaultdict(list)
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -90,15 +107,17 @@ def _retrain(
             curves[key].append(value)
         tracker.log_metrics(run_id, logs, step=epoch)
 
-    model_path = models_dir(name) / f"{run_id}.keras"
+    started = time.perf_counter()
+    model_path = models_dir(tracker.study_name) / f"{run_id}.keras"
     tested = train_and_test(params, splits, test, space.train_settings(seed), on_epoch, model_path)
+    seconds = time.perf_counter() - started
     diagnosis = diagnose(curves, space.diagnosis, num_classes=len(splits.class_names))
-    _log_result(tracker, run_id, tested, diagnosis, curves, f"{name} retrain, seed {seed}")
-    version = tracker.register_model(run_id, model_path, name, {TEST_ACCURACY: f"{tested.test_accuracy:.6f}"})
+    _log_result(tracker, run_id, tested, diagnosis, curves, f"{space.study.name} retrain, seed {seed}")
+    version = tracker.register_model(run_id, model_path, registered_as, {TEST_ACCURACY: f"{tested.test_accuracy:.6f}"})
     tracker.finish_run(run_id)
-    echo(f"seed {seed}: test accuracy {tested.test_accuracy:.4f}, test loss {tested.test_loss:.4f}, "
-         f"{diagnosis.regime}; model version {version}")
-    return Retrain(seed, run_id, version, model_path, tested, diagnosis)
+    echo(f"{space.study.name} seed {seed}: test accuracy {tested.test_accuracy:.4f}, test loss "
+         f"{tested.test_loss:.4f}, {diagnosis.regime}, {seconds:.0f} s; model version {version}")
+    return Retrain(seed, run_id, version, model_path, tested, diagnosis, seconds)
 
 
 def _log_result(

@@ -307,13 +307,14 @@ class SearchSpace(_Strict):
         except ValidationError as exc:
             raise SpaceError(_format_errors("command-line option", exc)) from None
 
-    def with_fixed(self, values: dict[str, Scalar], *, study_name: str, origin: Origin) -> SearchSpace:
-        """The same study with every hyperparameter fixed: what ``tune export`` writes."""
+    def with_fixed(self, values: dict[str, Scalar], *, study_name: str, origin: Origin | None) -> SearchSpace:
+        """The same study with ``values`` fixed and the study's ``origin``: what ``tune export``
+        writes. A config made up rather than taken from a trial (the seed baseline) has none."""
         raw = self.to_dict()
         for name, value in values.items():
             raw["training" if name in TRAINING_DOMAINS else "regularization"][name] = value
         raw["study"].update(name=study_name, trials=1, baseline=False, enqueue=[])
-        raw["origin"] = origin.model_dump()
+        raw["origin"] = origin and origin.model_dump()
         return SearchSpace.model_validate(raw)
 
     def to_dict(self) -> dict[str, Any]:

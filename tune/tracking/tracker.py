@@ -82,6 +82,7 @@ class Tracker:
     """MLflow writer for one study."""
 
     def __init__(self, study_name: str, tracking_uri: str | None = None) -> None:
+        self.study_name = study_name
         self.tracking_uri = tracking_uri or default_tracking_uri()
         with _first_use_lock(self.tracking_uri):
             self.client = MlflowClient(self.tracking_uri)
@@ -100,16 +101,19 @@ class Tracker:
             return found.experiment_id
         return self.client.create_experiment(study_name, self._artifact_location(study_name))
 
-    def start_parent(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={ROLE_TAG: "study", **tags})
+    def _start(self, run_name: str, parent_id: str | None, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """A run with its params, nested under ``parent_id`` when there is one."""
+        link = {PARENT_TAG: parent_id} if parent_id else {}
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags={**link, **tags})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
+    def start_parent(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        return self._start(run_name, None, params, {ROLE_TAG: "study", **tags})
+
     def start_trial(self, parent_id: str, number: int, params: Mapping[str, Any], study_name: str) -> str:
-        tags = {PARENT_TAG: parent_id, ROLE_TAG: "trial", TRIAL_TAG: str(number), STUDY_TAG: study_name}
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=tags)
-        self.log_params(run.info.run_id, params)
-        return run.info.run_id
+        tags = {ROLE_TAG: "trial", TRIAL_TAG: str(number), STUDY_TAG: study_name}
+        return self._start(f"trial-{number}", parent_id, params, tags)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, str(v)[:_MAX_PARAM_LENGTH]) for k, v in _flatten(params).items()]
@@ -143,13 +147,12 @@ class Tracker:
         self.set_tags(run_id, {STATE_TAG: state.name})
         self.client.set_terminated(run_id, _RUN_STATUS[state])
 
-    def start_retrain(self, parent_id: str | None, seed: int, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """A retrain of a fixed config, nested under the study's parent run when there is one."""
-        link = {PARENT_TAG: parent_id} if parent_id else {}
-        tags = {ROLE_TAG: "retrain", SEED_TAG: str(seed), **link, **tags}
-        run = self.client.create_run(self.experiment_id, run_name=f"retrain-seed{seed}", tags=tags)
-        self.log_params(run.info.run_id, params)
-        return run.info.run_id
+    def start_retrain(self, parent_id: str | None, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """A retrain of a fixed config, nested under the study's parent run or a comparison."""
+        return self._start(run_name, parent_id, params, {ROLE_TAG: "retrain", **tags})
+
+    def start_comparison(self, parent_id: str | None, params: Mapping[str, Any]) -> str:
+        return self._start("compare", parent_id, params, {ROLE_TAG: "compare"})
 
     def register_model(self, run_id: str, model_path: Path, name: str, tags: Mapping[str, str]) -> int:
         """The saved model, logged with its run, as the next version of the registered model

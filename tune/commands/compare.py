@@ -1,0 +1,74 @@
+"""``tune compare``: seed 000's own model and the study's best config, retrained and tested the same
+way on the same data and seeds, side by side: the headline a user shows their team."""
+
+from __future__ import annotations
+
+import statistics
+
+from tune.commands.export import exported_configs, study_name_of
+from tune.commands.train import Echo, Retrain, held_out, retrain_seeds
+from tune.contract import TEST_ACCURACY, TEST_LOSS
+from tune.engine.diagnosis import FINAL_GAP_LOSS
+from tune.engine.space import BASELINE, SearchSpace
+from tune.engine.study import load_existing_study
+from tune.paths import report_dir
+from tune.report.comparison import ArmSummary, comparison_figure, comparison_markdown
+from tune.report.curves import save_figure
+from tune.tracking.tracker import Tracker
+
+BASELINE_LABEL, BEST_LABEL = "seed 000 baseline", "best config"
+
+
+def seed_baseline(best: SearchSpace) -> SearchSpace:
+    """Seed 000's model and recipe (its CNN, L2 1e-3 on Dense64, dropout 0.5, Adam, batch 32) on
+    the best config's data, epochs and precision, so only what tuning chose differs."""
+    fixed = best.with_fixed(dict(BASELINE), study_name=f"{best.origin.study}-baseline", origin=None)
+    return fixed.with_overrides(model={"name": "seed_cnn"})
+
+
+def compare_study(
+    target: str, *, storage: str | None, tracking_uri: str | None, seeds: int, epochs: int | None,
+    data: str | None, echo: Echo = print,
+) -> list[ArmSummary]:
+    name = study_name_of(target)
+    (best,) = exported_configs(load_existing_study(name, storage), 1)
+    best = best.with_overrides(data={"source": data}, training={"epochs": epochs})
+    splits, test = held_out(best, echo)
+    tracker = Tracker(name, tracking_uri)
+    settings = {"seeds": seeds, "epochs": best.training.epochs, "data.source": best.data.source}
+    run_id = tracker.start_comparison(tracker.latest_parent(), settings)
+    arms = [
+        _summary(label, retrain_seeds(space, splits, test, seeds, tracker, run_id, registered_as, echo))
+        for label, space, registered_as in (
+            (BASELINE_LABEL, seed_baseline(best), f"{name}-baseline"), (BEST_LABEL, best, name),
+        )
+    ]
+    table = comparison_markdown(arms)
+    echo(table)
+    _publish(tracker, run_id, arms, table, f"{name}: test accuracy over {seeds} seed{'s' * (seeds > 1)}")
+    return arms
+
+
+def _summary(label: str, retrains: list[Retrain]) -> ArmSummary:
+    return ArmSummary(
+        label=label,
+        test_accuracies=[retrain.tested.test_accuracy for retrain in retrains],
+        test_losses=[retrain.tested.test_loss for retrain in retrains],
+        gaps=[retrain.diagnosis.numbers[FINAL_GAP_LOSS] for retrain in retrains],
+        regimes=[retrain.diagnosis.regime for retrain in retrains],
+        seconds=[retrain.seconds for retrain in retrains],
+    )
+
+
+def _publish(tracker: Tracker, run_id: str, arms: list[ArmSummary], table: str, title: str) -> None:
+    """The comparison run holds both arms' means as metrics, the table and the plot; the plot is
+    also kept beside the study report."""
+    for arm, key in zip(arms, ("baseline", "best")):
+        tracker.log_metrics(run_id, {
+            f"{key}.{TEST_ACCURACY}": statistics.mean(arm.test_accuracies),
+            f"{key}.{TEST_LOSS}": statistics.mean(arm.test_losses),
+        })
+    tracker.log_text(run_id, table, "comparison.md")
+    path = save_figure(comparison_figure(arms, title), report_dir(tracker.study_name) / "comparison.png")
+    tracker.log_file(run_id, path)
+    tracker.finish_run(run_id)

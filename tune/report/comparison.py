@@ -1,0 +1,65 @@
+"""``tune compare``'s headline: the seed's own model against the study's best config, each
+retrained and tested the same way, as a terminal table, a Markdown table and a plot."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from tune.contract import TEST_ACCURACY
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    """One side of the comparison, one entry per seed."""
+
+    label: str
+    test_accuracies: list[float]
+    test_losses: list[float]
+    gaps: list[float]
+    regimes: list[str]
+    seconds: list[float]
+
+
+def _spread(values: Sequence[float], digits: int = 4) -> str:
+    mean = f"{statistics.mean(values):.{digits}f}"
+    return f"{mean} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else mean
+
+
+def _row(arm: ArmSummary) -> list[str]:
+    regimes = ", ".join(f"{count} {regime}" for regime, count in Counter(arm.regimes).items())
+    return [arm.label, _spread(arm.test_accuracies), _spread(arm.test_losses), _spread(arm.gaps, 3), regimes,
+            f"{statistics.mean(arm.seconds):.0f} s"]
+
+
+_HEADER = ["config", "test accuracy", "test loss", "gap (nats)", "diagnosis", "wall time per seed"]
+
+
+def comparison_markdown(arms: Sequence[ArmSummary]) -> str:
+    """Mean ± standard deviation over seeds; the gap is the retrain's validation minus clean
+    training loss at its end, so an over- or under-regularized winner shows."""
+    lines = [_HEADER, ["---"] * len(_HEADER), *(_row(arm) for arm in arms)]
+    return "\n".join(f"| {' | '.join(cells)} |" for cells in lines) + "\n"
+
+
+def comparison_figure(arms: Sequence[ArmSummary], title: str) -> Figure:
+    """Mean test accuracy with its spread, and every seed as a point, on one axis from 0 to 1."""
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    axes = fig.subplots()
+    positions = np.arange(len(arms))
+    means = [statistics.mean(arm.test_accuracies) for arm in arms]
+    spreads = [statistics.stdev(arm.test_accuracies) if len(arm.test_accuracies) > 1 else 0.0 for arm in arms]
+    axes.bar(positions, means, yerr=spreads, capsize=8, color=["#999999", "#2ca02c"][: len(arms)], alpha=0.8)
+    for position, arm, mean, spread in zip(positions, arms, means, spreads):
+        axes.scatter([position] * len(arm.test_accuracies), arm.test_accuracies, color="black", s=18, zorder=3)
+        axes.annotate(f"{mean:.3f}", (position, mean + spread), textcoords="offset points", xytext=(0, 8), ha="center")
+    axes.set_xticks(positions, [arm.label for arm in arms])
+    axes.set_ylim(0.0, 1.0)
+    axes.set_ylabel(TEST_ACCURACY.replace("_", " "))
+    axes.set_title(title)
+    return fig
