@@ -20,6 +20,7 @@ FORMAT ?=
 CONFIG ?=
 SEEDS ?=
 EPOCHS ?=
+FULL ?=
 PYTEST_ARGS ?=
 
 common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
@@ -31,7 +32,7 @@ run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOU
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT TOP_K FORMAT CONFIG SEEDS EPOCHS"
+	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT TOP_K FORMAT CONFIG SEEDS EPOCHS FULL"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tune needs Python 3.11+"'
@@ -56,9 +57,9 @@ test: $(STAMP) ## the fast test suite (synthetic data, one small end-to-end run)
 bench: $(STAMP) ## real-data checks and benchmarks; results in mlruns/bench/results.json
 	$(BIN)/python -m pytest -m slow -s $(PYTEST_ARGS)
 
-train: $(STAMP) ## retrain CONFIG (an export) on the whole training set, test once, register [SEEDS= EPOCHS= DATA=]
+train: $(STAMP) ## retrain CONFIG (an export) on the whole training set, test once, register [SEEDS= EPOCHS= DATA= FULL=1]
 	$(BIN)/tune train '$(or $(CONFIG),mlruns/exports/$(notdir $(basename $(SPACE)))-best.yaml)' $(if $(SEEDS),--seeds $(SEEDS)) \
-	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(DATA),--data '$(DATA)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
+	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FULL),--full) $(if $(DATA),--data '$(DATA)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
 
 compare: $(STAMP) ## seed 000's model vs the best config of STUDY (or SPACE's study), both retrained and tested [SEEDS= EPOCHS= DATA=]
 	$(BIN)/tune compare '$(or $(STUDY),$(SPACE))' $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \

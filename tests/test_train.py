@@ -28,21 +28,33 @@ SOURCE = "synthetic:400"
 ORIGIN = Origin(study="proof", trial=4, rank=1, objective=1.0, regime="balanced", reason="scripted")
 
 
+def write_config(path: Path, epochs: int) -> Path:
+    space = SearchSpace.model_validate(tiny_space(
+        data={"source": SOURCE, "validation_size": 100, "train_subset": 150, "clean_train_size": 100},
+        training={"epochs": epochs},
+    ))
+    fixed = space.with_fixed({"l2_conv": 0.0, "l2_dense": 0.001, "dropout": 0.25}, study_name="proof-best", origin=ORIGIN)
+    path.write_text(dump_space(fixed))
+    return path
+
+
+def saved_model_accuracy(version_source: str) -> float:
+    """A fresh, safe-mode load of the registered model, scored on the test set."""
+    (saved,) = Path(urlparse(version_source).path).glob("*.keras")
+    test = load_dataset(SOURCE)
+    predicted = keras.saving.load_model(saved, safe_mode=True).predict(test.x_test, verbose=0).argmax(axis=1)
+    return float(np.mean(predicted == test.y_test))
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("train")
-    space = SearchSpace.model_validate(tiny_space(
-        data={"source": SOURCE, "validation_size": 100, "train_subset": 150, "clean_train_size": 100},
-        training={"epochs": 2},
-    ))
-    fixed = space.with_fixed({"l2_conv": 0.0, "l2_dense": 0.001, "dropout": 0.25}, study_name="proof-best", origin=ORIGIN)
-    config = root / "best.yaml"
-    config.write_text(dump_space(fixed))
+    config = write_config(root / "best.yaml", epochs=2)
     lines: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TUNE_STORE_DIR", str(root / "mlruns"))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        retrains = train_config(config, data=None, seeds=2, epochs=None, tracking_uri=None, echo=lines.append)
+        retrains = train_config(config, data=None, seeds=2, epochs=None, full=False, tracking_uri=None, echo=lines.append)
         yield {"retrains": retrains, "lines": lines, "root": root,
                "client": MlflowClient(f"sqlite:///{mlflow_database().resolve()}")}
 
@@ -55,16 +67,12 @@ def test_each_seed_registers_a_version_whose_test_accuracy_is_the_saved_models(t
     client, retrains = trained["client"], trained["retrains"]
     versions = sorted(client.search_model_versions("name='proof'"), key=lambda v: int(v.version))
     assert [int(v.version) for v in versions] == [r.version for r in retrains] == [1, 2]
-    test = load_dataset(SOURCE)
     for version, retrain in zip(versions, retrains):
         run = client.get_run(version.run_id)
         assert version.run_id == retrain.run_id and run.info.status == "FINISHED"
         logged = run.data.metrics[TEST_ACCURACY]
         assert float(version.tags[TEST_ACCURACY]) == pytest.approx(logged, abs=1e-6)
-        (saved,) = Path(urlparse(version.source).path).glob("*.keras")
-        model = keras.saving.load_model(saved, safe_mode=True)
-        predicted = model.predict(test.x_test, verbose=0).argmax(axis=1)
-        assert float(np.mean(predicted == test.y_test)) == pytest.approx(logged, abs=1e-6)
+        assert saved_model_accuracy(version.source) == pytest.approx(logged, abs=1e-6)
 
 
 def test_the_run_is_traced_to_its_trial_with_curves_and_a_diagnosis(trained: dict) -> None:
@@ -81,7 +89,7 @@ def test_the_run_is_traced_to_its_trial_with_curves_and_a_diagnosis(trained: dic
 
 def test_a_config_that_still_searches_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SpaceError, match="searches \\['dropout', 'l2_conv', 'l2_dense'\\]; tune train takes a fixed config"):
-        train_config(ROOT / "search_spaces" / "quick.yaml", data=SOURCE, seeds=1, epochs=1, tracking_uri=None)
+        train_config(ROOT / "search_spaces" / "quick.yaml", data=SOURCE, seeds=1, epochs=1, full=False, tracking_uri=None)
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +141,20 @@ def test_compare_prints_the_table_a_team_reads(compared: dict) -> None:
     assert best.startswith(f"| best config | {accuracy:.4f} | ")
     assert baseline.startswith("| seed 000 baseline | ")
     assert (compared["root"] / "mlruns" / "reports" / "duel" / "comparison.png").stat().st_size > 5_000
+
+
+def test_full_retrains_on_training_plus_validation_for_the_epochs_the_validation_run_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNE_STORE_DIR", str(tmp_path / "mlruns"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = write_config(tmp_path / "best.yaml", epochs=3)
+    (retrain,) = train_config(config, data=None, seeds=1, epochs=None, full=True, tracking_uri=None, echo=lambda line: None)
+    client = MlflowClient(f"sqlite:///{mlflow_database().resolve()}")
+    run = client.get_run(retrain.run_id)
+    chosen = int(run.data.metrics["best_epoch"])
+    assert run.data.params["full"] == "True" and 1 <= chosen <= 3
+    assert retrain.tested.training.epochs_run == run.data.metrics["tested_epochs"] == chosen
+    assert len(client.get_metric_history(retrain.run_id, OBJECTIVE)) == 3, "the validation run's curves"
+    (version,) = client.search_model_versions("name='proof'")
+    assert saved_model_accuracy(version.source) == pytest.approx(run.data.metrics[TEST_ACCURACY], abs=1e-6)

@@ -105,13 +105,14 @@ def train(
     data: Annotated[str | None, typer.Option(help="data source [default: the config's]")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="retrain with seeds 0..N-1: mean and spread")] = 1,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs [default: the config's]")] = None,
+    full: Annotated[bool, typer.Option("--full", help="then retrain on training + validation images for the chosen epochs")] = False,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Retrain a fixed config on the whole training set, test it once, register the model."""
     from tune.commands.train import train_config
 
     _quiet_libraries()
-    train_config(config, data=data, seeds=seeds, epochs=epochs, tracking_uri=tracking_uri, echo=typer.echo)
+    train_config(config, data=data, seeds=seeds, epochs=epochs, full=full, tracking_uri=tracking_uri, echo=typer.echo)
 
 
 @app.command()

@@ -97,6 +97,9 @@ class TrainSettings:
     seed: int
     precision: str = "float32"
     clean_train_size: int = 5000
+    # False trains every epoch and keeps the last weights: ``tune train --full``, whose validation
+    # images are part of its training set, so they cannot choose an epoch.
+    keep_best: bool = True
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 
 from tune.commands.export import exported_configs, study_name_of
-from tune.commands.train import Echo, Retrain, held_out, retrain_seeds
+from tune.commands.train import Echo, Plan, Retrain, held_out, retrain_seeds
 from tune.contract import TEST_ACCURACY, TEST_LOSS
 from tune.engine.diagnosis import FINAL_GAP_LOSS
 from tune.engine.space import BASELINE, SearchSpace
@@ -33,16 +33,12 @@ def compare_study(
     name = study_name_of(target)
     (best,) = exported_configs(load_existing_study(name, storage), 1)
     best = best.with_overrides(data={"source": data}, training={"epochs": epochs})
-    splits, test = held_out(best, echo)
+    data = held_out(best, echo)
     tracker = Tracker(name, tracking_uri)
     settings = {"seeds": seeds, "epochs": best.training.epochs, "data.source": best.data.source}
     run_id = tracker.start_comparison(tracker.latest_parent(), settings)
-    arms = [
-        _summary(label, retrain_seeds(space, splits, test, seeds, tracker, run_id, registered_as, echo))
-        for label, space, registered_as in (
-            (BASELINE_LABEL, seed_baseline(best), f"{name}-baseline"), (BEST_LABEL, best, name),
-        )
-    ]
+    plans = {BASELINE_LABEL: Plan(seed_baseline(best), f"{name}-baseline", run_id), BEST_LABEL: Plan(best, name, run_id)}
+    arms = [_summary(label, retrain_seeds(plan, data, seeds, tracker, echo)) for label, plan in plans.items()]
     table = comparison_markdown(arms)
     echo(table)
     _publish(tracker, run_id, arms, table, f"{name}: test accuracy over {seeds} seed{'s' * (seeds > 1)}")

@@ -13,12 +13,23 @@ import statistics
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tune.contract import OBJECTIVE, TEST_ACCURACY, TEST_LOSS, Curves, Splits, TestedResult, TestSplit
+from tune.contract import (
+    OBJECTIVE,
+    TEST_ACCURACY,
+    TEST_LOSS,
+    Curves,
+    EpochHook,
+    Splits,
+    TestedResult,
+    TestSplit,
+    TrainingResult,
+    TrainSettings,
+)
 from tune.data.sources import load_dataset
-from tune.data.splits import split_for_tuning
+from tune.data.splits import split_for_tuning, with_validation_in_training
 from tune.engine.diagnosis import Diagnosis, diagnose
 from tune.engine.space import SearchSpace, load_space
 from tune.errors import SpaceError
@@ -57,48 +68,59 @@ def model_name(space: SearchSpace, path: Path) -> str:
     return space.origin.study if space.origin else space.study_name(path)
 
 
-def held_out(space: SearchSpace, echo: Echo) -> tuple[Splits, TestSplit]:
+@dataclass(frozen=True)
+class HeldOut:
     """The whole training set less the validation split (never the tuning subset), and the test
     set, which only ``tune.training.final`` is given."""
+
+    splits: Splits
+    test: TestSplit
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One config to retrain: where its runs nest, under which name its models register, and
+    whether the validation images join the training set (``--full``)."""
+
+    space: SearchSpace
+    registered_as: str
+    parent_id: str | None
+    full: bool = False
+
+
+def held_out(space: SearchSpace, echo: Echo) -> HeldOut:
     dataset = load_dataset(space.data.source)
     splits = split_for_tuning(dataset, space.data.validation_size, None, space.data.seed)
     echo(f"retraining on {len(splits.y_train)} training images, {len(splits.y_val)} held out, "
          f"then testing once on {len(dataset.y_test)}")
-    return splits, TestSplit(dataset.x_test, dataset.y_test)
+    return HeldOut(splits, TestSplit(dataset.x_test, dataset.y_test))
 
 
 def train_config(
-    path: Path, *, data: str | None, seeds: int, epochs: int | None, tracking_uri: str | None, echo: Echo = print
+    path: Path, *, data: str | None, seeds: int, epochs: int | None, full: bool, tracking_uri: str | None,
+    echo: Echo = print,
 ) -> list[Retrain]:
     """Retrain ``seeds`` times on the whole training set, test each once, log and register each."""
     space = fixed_config(path, data, epochs)
     name = model_name(space, path)
-    splits, test = held_out(space, echo)
     tracker = Tracker(name, tracking_uri)
-    retrains = retrain_seeds(space, splits, test, seeds, tracker, tracker.latest_parent(), name, echo)
+    plan = Plan(space, name, tracker.latest_parent(), full)
+    retrains = retrain_seeds(plan, held_out(space, echo), seeds, tracker, echo)
     echo(summary_line(retrains))
     return retrains
 
 
-def retrain_seeds(
-    space: SearchSpace, splits: Splits, test: TestSplit, seeds: int, tracker: Tracker, parent_id: str | None,
-    registered_as: str, echo: Echo,
-) -> list[Retrain]:
-    """Seeds 0..seeds-1, each logged as a run nested under ``parent_id`` and registered as a
-    version of the model ``registered_as``."""
-    return [_retrain(space, splits, test, seed, tracker, parent_id, registered_as, echo) for seed in range(seeds)]
+def retrain_seeds(plan: Plan, data: HeldOut, seeds: int, tracker: Tracker, echo: Echo) -> list[Retrain]:
+    """Seeds 0..seeds-1, each logged as a run and registered as a model version."""
+    return [_retrain(plan, data, seed, tracker, echo) for seed in range(seeds)]
 
 
-def _retrain(
-    space: SearchSpace, splits: Splits, test: TestSplit, seed: int, tracker: Tracker, parent_id: str | None,
-    registered_as: str, echo: Echo,
-) -> Retrain:
-    from tune.training.final import train_and_test  # here, so importing this module stays TensorFlow-free
-
-    params = space.params()
+def _retrain(plan: Plan, data: HeldOut, seed: int, tracker: Tracker, echo: Echo) -> Retrain:
+    space, params = plan.space, plan.space.params()
     source = {SOURCE_TRIAL_TAG: str(space.origin.trial)} if space.origin else {}
-    settings = {"model": space.model.name, "epochs": space.training.epochs, "data.source": space.data.source}
-    run_id = tracker.start_retrain(parent_id, f"{space.study.name}-seed{seed}", {**params, **settings},
+    settings = {"model": space.model.name, "epochs": space.training.epochs, "data.source": space.data.source,
+                "full": plan.full}
+    run_id = tracker.start_retrain(plan.parent_id, f"{space.study.name}-seed{seed}", {**params, **settings},
                                    {SEED_TAG: str(seed), **source})
     curves: defaultdict[str, list[float]] = defaultdict(list)
 
@@ -109,23 +131,46 @@ def _retrain(
 
     started = time.perf_counter()
     model_path = models_dir(tracker.study_name) / f"{run_id}.keras"
-    tested = train_and_test(params, splits, test, space.train_settings(seed), on_epoch, model_path)
+    validation, tested = _train_and_test(plan, data, space.train_settings(seed), on_epoch, model_path)
     seconds = time.perf_counter() - started
-    diagnosis = diagnose(curves, space.diagnosis, num_classes=len(splits.class_names))
-    _log_result(tracker, run_id, tested, diagnosis, curves, f"{space.study.name} retrain, seed {seed}")
-    version = tracker.register_model(run_id, model_path, registered_as, {TEST_ACCURACY: f"{tested.test_accuracy:.6f}"})
+    diagnosis = diagnose(curves, space.diagnosis, num_classes=len(data.splits.class_names))
+    _log_result(tracker, run_id, validation, tested, diagnosis, curves, f"{space.study.name} retrain, seed {seed}")
+    version = tracker.register_model(run_id, model_path, plan.registered_as, {TEST_ACCURACY: f"{tested.test_accuracy:.6f}"})
     tracker.finish_run(run_id)
     echo(f"{space.study.name} seed {seed}: test accuracy {tested.test_accuracy:.4f}, test loss "
          f"{tested.test_loss:.4f}, {diagnosis.regime}, {seconds:.0f} s; model version {version}")
     return Retrain(seed, run_id, version, model_path, tested, diagnosis, seconds)
 
 
+def _train_and_test(
+    plan: Plan, data: HeldOut, settings: TrainSettings, on_epoch: EpochHook, model_path: Path
+) -> tuple[TrainingResult, TestedResult]:
+    """The validation run and the tested model: the same run, or with ``--full`` a second run on
+    training plus validation images for the epochs the first one chose, keeping its last weights."""
+    # here, so importing this module stays TensorFlow-free
+    from tune.training.final import train_and_test
+    from tune.training.fit import train_model
+
+    if not plan.full:
+        tested = train_and_test(plan.space.params(), data.splits, data.test, settings, on_epoch, model_path)
+        return tested.training, tested
+    validation = train_model(plan.space.params(), data.splits, settings, on_epoch)
+    full = replace(settings, epochs=validation.best_epoch + 1, keep_best=False)
+    everything = with_validation_in_training(data.splits)
+    return validation, train_and_test(plan.space.params(), everything, data.test, full, _ignore, model_path)
+
+
+def _ignore(epoch: int, logs: dict[str, float]) -> None:
+    """The --full run's 'validation' images are in its training set: nothing to report."""
+
+
 def _log_result(
-    tracker: Tracker, run_id: str, tested: TestedResult, diagnosis: Diagnosis, curves: Curves, title: str
+    tracker: Tracker, run_id: str, validation: TrainingResult, tested: TestedResult, diagnosis: Diagnosis,
+    curves: Curves, title: str,
 ) -> None:
-    best = tested.training.best_epoch
     tracker.log_metrics(run_id, {TEST_LOSS: tested.test_loss, TEST_ACCURACY: tested.test_accuracy,
-                                 f"best_{OBJECTIVE}": tested.training.objective, "best_epoch": best + 1})
+                                 f"best_{OBJECTIVE}": validation.objective, "best_epoch": validation.best_epoch + 1,
+                                 "tested_epochs": tested.training.epochs_run})
     tracker.log_diagnosis(run_id, diagnosis, curves, title)
 
 

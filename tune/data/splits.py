@@ -61,3 +61,12 @@ def _stratified(
         return train_test_split(x, y, **size, stratify=y, random_state=seed)
     except ValueError as exc:
         raise DataError(f"cannot split {len(y)} images with {size}: {exc}") from exc
+
+
+def with_validation_in_training(splits: Splits) -> Splits:
+    """``tune train --full``: the validation images join the training set once the validation run
+    has chosen the epochs. They stay as ``x_val`` only so training still reports on them."""
+    return Splits(
+        np.concatenate([splits.x_train, splits.x_val]), np.concatenate([splits.y_train, splits.y_val]),
+        splits.x_val, splits.y_val, splits.class_names,
+    )

@@ -60,7 +60,7 @@ def fit_model(
         validation_data=eval_dataset(splits.x_val, splits.y_val),
         epochs=settings.epochs,
         shuffle=False,
-        callbacks=_callbacks(params, clean_train, settings.epochs, on_epoch),
+        callbacks=_callbacks(params, clean_train, settings, on_epoch),
         verbose=0,
     )
     metrics = {key: [float(value) for value in history.history[key]] for key in METRICS}
@@ -108,17 +108,15 @@ _OPTIMIZERS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
 
 
 def _callbacks(
-    params: Params, clean_train: tf.data.Dataset, epochs: int, on_epoch: EpochHook
+    params: Params, clean_train: tf.data.Dataset, settings: TrainSettings, on_epoch: EpochHook
 ) -> list[keras.callbacks.Callback]:
     """Ordered: the clean-train metrics must be in the logs before anything reads them, and a
     diverged epoch must fail the trial before it is reported, so no non-finite value ever leaves
     training."""
-    return [
-        _CleanTrainMetrics(clean_train),
-        _DivergenceGuard(float(params["learning_rate"])),
-        _EpochReporter(on_epoch),
-        _early_stopping(int(params["early_stopping_patience"]), epochs),
-    ]
+    callbacks = [_CleanTrainMetrics(clean_train), _DivergenceGuard(float(params["learning_rate"])), _EpochReporter(on_epoch)]
+    if settings.keep_best:
+        callbacks.append(_early_stopping(int(params["early_stopping_patience"]), settings.epochs))
+    return callbacks
 
 
 def _early_stopping(patience: int, epochs: int) -> keras.callbacks.EarlyStopping:
