@@ -6,7 +6,8 @@ from __future__ import annotations
 import statistics
 
 from tune.commands.export import exported_configs, study_name_of
-from tune.commands.train import Echo, Plan, Retrain, held_out, retrain_seeds
+from tune.commands.run import Echo
+from tune.commands.train import Plan, Retrain, held_out, retrain_seeds
 from tune.contract import TEST_ACCURACY, TEST_LOSS
 from tune.engine.diagnosis import FINAL_GAP_LOSS
 from tune.engine.space import BASELINE, SearchSpace

@@ -12,10 +12,10 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tune.commands.run import Echo
 from tune.contract import (
     OBJECTIVE,
     TEST_ACCURACY,
@@ -35,8 +35,6 @@ from tune.engine.space import SearchSpace, load_space
 from tune.errors import SpaceError
 from tune.paths import models_dir
 from tune.tracking.tracker import SEED_TAG, SOURCE_TRIAL_TAG, Tracker
-
-Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)
