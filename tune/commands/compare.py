@@ -34,12 +34,12 @@ def compare_study(
     name = study_name_of(target)
     (best,) = exported_configs(load_existing_study(name, storage), 1)
     best = best.with_overrides(data={"source": data}, training={"epochs": epochs})
-    data = held_out(best, echo)
+    held = held_out(best, echo)
     tracker = Tracker(name, tracking_uri)
     settings = {"seeds": seeds, "epochs": best.training.epochs, "data.source": best.data.source}
     run_id = tracker.start_comparison(tracker.latest_parent(), settings)
     plans = {BASELINE_LABEL: Plan(seed_baseline(best), f"{name}-baseline", run_id), BEST_LABEL: Plan(best, name, run_id)}
-    arms = [_summary(label, retrain_seeds(plan, data, seeds, tracker, echo)) for label, plan in plans.items()]
+    arms = [_summary(label, retrain_seeds(plan, held, seeds, tracker, echo)) for label, plan in plans.items()]
     table = comparison_markdown(arms)
     echo(table)
     _publish(tracker, run_id, arms, table, f"{name}: test accuracy over {seeds} seed{'s' * (seeds > 1)}")

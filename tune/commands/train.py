@@ -9,7 +9,6 @@ after training.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
@@ -34,6 +33,7 @@ from tune.engine.diagnosis import Diagnosis, diagnose
 from tune.engine.space import SearchSpace, load_space
 from tune.errors import SpaceError
 from tune.paths import models_dir
+from tune.report.comparison import mean_and_spread
 from tune.tracking.tracker import SEED_TAG, SOURCE_TRIAL_TAG, Tracker
 
 
@@ -149,13 +149,14 @@ def _train_and_test(
     from tune.training.final import train_and_test
     from tune.training.fit import train_model
 
+    params = plan.space.params()
     if not plan.full:
-        tested = train_and_test(plan.space.params(), data.splits, data.test, settings, on_epoch, model_path)
+        tested = train_and_test(params, data.splits, data.test, settings, on_epoch, model_path)
         return tested.training, tested
-    validation = train_model(plan.space.params(), data.splits, settings, on_epoch)
+    validation = train_model(params, data.splits, settings, on_epoch)
     full = replace(settings, epochs=validation.best_epoch + 1, keep_best=False)
     everything = with_validation_in_training(data.splits)
-    return validation, train_and_test(plan.space.params(), everything, data.test, full, _ignore, model_path)
+    return validation, train_and_test(params, everything, data.test, full, _ignore, model_path)
 
 
 def _ignore(epoch: int, logs: dict[str, float]) -> None:
@@ -174,5 +175,5 @@ def _log_result(
 
 def summary_line(retrains: list[Retrain]) -> str:
     accuracies = [retrain.tested.test_accuracy for retrain in retrains]
-    spread = f" ± {statistics.stdev(accuracies):.4f} (std over {len(accuracies)} seeds)" if len(accuracies) > 1 else ""
-    return f"test accuracy {statistics.mean(accuracies):.4f}{spread}"
+    seeds = f" (std over {len(accuracies)} seeds)" if len(accuracies) > 1 else ""
+    return f"test accuracy {mean_and_spread(accuracies)}{seeds}"

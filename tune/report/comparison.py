@@ -26,15 +26,16 @@ class ArmSummary:
     seconds: list[float]
 
 
-def _spread(values: Sequence[float], digits: int = 4) -> str:
+def mean_and_spread(values: Sequence[float], digits: int = 4) -> str:
+    """``mean ± standard deviation`` over seeds, or the mean alone for one seed."""
     mean = f"{statistics.mean(values):.{digits}f}"
     return f"{mean} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else mean
 
 
 def _row(arm: ArmSummary) -> list[str]:
     regimes = ", ".join(f"{count} {regime}" for regime, count in Counter(arm.regimes).items())
-    return [arm.label, _spread(arm.test_accuracies), _spread(arm.test_losses), _spread(arm.gaps, 3), regimes,
-            f"{statistics.mean(arm.seconds):.0f} s"]
+    spreads = [mean_and_spread(arm.test_accuracies), mean_and_spread(arm.test_losses), mean_and_spread(arm.gaps, 3)]
+    return [arm.label, *spreads, regimes, f"{statistics.mean(arm.seconds):.0f} s"]
 
 
 _HEADER = ["config", "test accuracy", "test loss", "gap (nats)", "diagnosis", "wall time per seed"]
