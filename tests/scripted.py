@@ -13,7 +13,7 @@ import numpy as np
 from conftest import curves_from
 from optuna.trial import TrialState
 
-from tune.contract import OBJECTIVE, Curves, EpochHook, Params, Splits, TrainingResult, TrainSettings
+from tune.contract import Curves, EpochHook, Objective, Params, Splits, TrainingResult, TrainSettings
 from tune.engine.diagnosis import Diagnosis
 from tune.errors import TrainingDiverged
 
@@ -56,13 +56,13 @@ class ScriptedTrainer:
     def __call__(self, params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
         self.calls.append((dict(params), settings))
         curves = self.script(params)
-        epochs = min(settings.epochs, len(curves[OBJECTIVE]))
+        epochs = min(settings.epochs, len(curves[settings.objective.metric]))
         stop = self.diverges_after(params)
         for epoch in range(epochs if stop is None else stop):
             on_epoch(epoch, {key: float(values[epoch]) for key, values in curves.items()})
         if stop is not None:
             raise TrainingDiverged(f"training diverged in epoch {stop + 1}/{settings.epochs}: loss=nan")
-        return TrainingResult({key: list(values[:epochs]) for key, values in curves.items()}, stopped_early=False)
+        return TrainingResult({key: list(values[:epochs]) for key, values in curves.items()}, False, settings.objective)
 
 
 @dataclass
@@ -94,10 +94,10 @@ class RecordingTracker:
         for key, value in metrics.items():
             self.runs[run_id].metrics.setdefault(key, []).append((step, value))
 
-    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str) -> None:
+    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective) -> None:
         run = self.runs[run_id]
         assert run.diagnosis is None, "a trial is diagnosed once"
-        assert len(curves.get(OBJECTIVE, [])) == len(run.metrics.get(OBJECTIVE, [])), "the curves of every epoch"
+        assert len(curves.get(objective.metric, [])) == len(run.metrics.get(objective.metric, [])), "the curves of every epoch"
         run.diagnosis, run.title = diagnosis, title
 
     def finish_trial(self, run_id: str, state: TrialState) -> None:

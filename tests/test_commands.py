@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import numpy as np
 import optuna
 import pytest
-from conftest import ROOT, tiny_space, write_space
+from conftest import ROOT, curves_from, tiny_space, write_space
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState, create_trial
 from scripted import EPOCHS, ScriptedTrainer
@@ -19,10 +20,11 @@ from scripted import EPOCHS, ScriptedTrainer
 from tune.commands import run as run_module
 from tune.commands.export import export_best, exported_configs
 from tune.commands.run import RunOverrides, resolve_space, run_study
-from tune.contract import OBJECTIVE, Splits
+from tune.contract import DEFAULT_OBJECTIVE, Params, Splits
 from tune.data.sources import load_dataset
 from tune.data.splits import Dataset
 from tune.engine.space import Origin, load_space
+from tune.engine.storage import open_storage
 from tune.engine.study import SPACE_ATTR
 from tune.errors import SpaceError, StudyError
 from tune.paths import mlflow_database, report_dir
@@ -119,12 +121,12 @@ def test_export_writes_the_best_completed_trial_fixed(finished: dict, tmp_path: 
     study = finished["study"]
     (out,) = export_best(STUDY, storage=None, tracking_uri=None, out=tmp_path / "best.yaml")
     text = out.read_text()
-    assert text.startswith(f"# Rank 1 of study '{STUDY}': trial {study.best_trial.number}, {OBJECTIVE}={study.best_value:.4f}")
+    assert text.startswith(f"# Rank 1 of study '{STUDY}': trial {study.best_trial.number}, {DEFAULT_OBJECTIVE.metric}={study.best_value:.4f}")
     exported = load_space(out)
     assert exported.searched() == {} and exported.params()["dropout"] == study.best_params["dropout"]
     assert exported.study.name == f"{STUDY}-best" and exported.study.trials == 1
     curves = study.best_trial.user_attrs["curves"]
-    best = curves[OBJECTIVE].index(min(curves[OBJECTIVE]))
+    best = curves[DEFAULT_OBJECTIVE.metric].index(min(curves[DEFAULT_OBJECTIVE.metric]))
     assert exported.origin == Origin(
         study=STUDY, trial=study.best_trial.number, rank=1, objective=study.best_value,
         val_accuracy=curves["val_accuracy"][best], best_epoch=best + 1,
@@ -168,3 +170,45 @@ def test_pruned_and_failed_trials_are_never_exported(finished: dict) -> None:
 def test_command_line_values_meet_the_schemas_limits(overrides: RunOverrides, problem: str) -> None:
     with pytest.raises(SpaceError, match=f"^command-line option: {problem}$"):
         resolve_space(ROOT / "search_spaces" / "quick.yaml", overrides)
+
+
+def accuracy_disagrees_with_loss(params: Params) -> dict[str, list[float]]:
+    """More dropout: worse validation loss but better validation accuracy; within a trial the loss
+    is best at epoch 2 and the accuracy at epoch 6, so an objective mix-up shows everywhere."""
+    dropout, epoch = float(params["dropout"]), np.arange(EPOCHS)
+    return curves_from(np.full(EPOCHS, 0.8), 1.0 + dropout + 0.05 * (epoch - 1) ** 2,
+                       np.full(EPOCHS, 0.7), 0.5 + 0.3 * dropout - 0.01 * np.abs(epoch - 5))
+
+
+def test_an_accuracy_objective_ranks_exports_and_reports_by_validation_accuracy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TUNE_STORE_DIR", str(tmp_path / "mlruns"))
+    monkeypatch.delenv("TUNE_STORAGE", raising=False)
+    raw = tiny_space(
+        study={"name": "by-accuracy", "objective": "val_accuracy", "trials": 4, "sampler": {"type": "random", "seed": 3},
+               "pruner": {"type": "none"}, "baseline": False},
+        training={"epochs": EPOCHS}, regularization={"dropout": {"type": "float", "low": 0.0, "high": 0.9}},
+    )
+    raw["study"].pop("direction", None)
+    space = write_space(tmp_path / "space.yaml", raw)
+    trainer = ScriptedTrainer(script=accuracy_disagrees_with_loss)
+    lines: list[str] = []
+    study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer)
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE
+    for trial in study.trials:
+        assert trial.value == max(accuracy_disagrees_with_loss(trial.params)["val_accuracy"])
+    best = max(study.trials, key=lambda trial: trial.params["dropout"])
+    assert study.best_trial.number == best.number
+    assert f"best: trial {best.number}, val_accuracy {best.value:.3g}" in "\n".join(lines)
+    paths = export_best("by-accuracy", storage=None, tracking_uri=None, out=tmp_path / "top", top_k=4)
+    exported = [load_space(path) for path in paths]
+    assert [config.origin.objective for config in exported] == sorted((t.value for t in study.trials), reverse=True)
+    assert exported[0].origin.best_epoch == 6 and exported[0].study.objective == "val_accuracy"
+    assert paths[0].read_text().startswith(f"# Rank 1 of study 'by-accuracy': trial {best.number}, val_accuracy=")
+
+    raw["study"]["objective"] = "val_data_loss"
+    with pytest.raises(StudyError, match="optimizes val_accuracy, not val_data_loss"):
+        run_study(write_space(space, raw), RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer)
+    reopened = optuna.load_study(study_name="by-accuracy", storage=open_storage(None))
+    assert len(reopened.trials) == 4 and reopened.user_attrs[SPACE_ATTR]["study"]["objective"] == "val_accuracy"

@@ -15,7 +15,7 @@ EPS = 1e-6
 EPOCH = np.arange(1, 16)
 REQUIRED_NUMBERS = {
     "final_gap_loss", "final_gap_accuracy", "val_loss_rise", "clean_train_accuracy",
-    "val_accuracy", "best_epoch", "epochs",
+    "val_accuracy", "val_loss_min_epoch", "epochs",
 }
 
 
@@ -79,7 +79,7 @@ def test_noisy_curves_keep_their_regime(regime: str, seed: int) -> None:
 
 def test_overfit_reason_quotes_the_rise_and_the_gap() -> None:
     result = diagnose(overfit_curves())
-    assert result.numbers["best_epoch"] == 5.0
+    assert result.numbers["val_loss_min_epoch"] == 5.0
     assert "above its minimum (epoch 5)" in result.reason
     assert f"gap {result.numbers['final_gap_loss']:.2f} nats" in result.reason
 
@@ -191,7 +191,7 @@ def test_numbers_for_a_hand_computed_case() -> None:
               "clean_train_accuracy": [0.5, 0.6, 0.7, 0.8], "val_accuracy": [0.45, 0.5, 0.55, 0.5]}
     result = diagnose(curves)
     assert result.numbers == pytest.approx({
-        "epochs": 4.0, "best_epoch": 2.0,
+        "epochs": 4.0, "val_loss_min_epoch": 2.0,
         "clean_train_loss": 0.6, "val_data_loss": 3.1 / 3, "final_gap_loss": 3.1 / 3 - 0.6,
         "val_loss_rise": 3.1 / 3 - 1, "train_loss_fall": 0.25,
         "clean_train_accuracy": 0.7, "val_accuracy": 1.55 / 3, "final_gap_accuracy": 0.7 - 1.55 / 3,

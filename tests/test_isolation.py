@@ -6,7 +6,7 @@ import multiprocessing
 
 import pytest
 
-from tune.contract import OBJECTIVE, TrainSettings
+from tune.contract import DEFAULT_OBJECTIVE, TrainSettings
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine.space import DEFAULTS
@@ -30,7 +30,7 @@ def test_epochs_reach_the_parent_and_the_result_comes_back() -> None:
     seen: list[tuple[int, dict[str, float]]] = []
     result = train_isolated(DEFAULTS, SPLITS, SETTINGS, lambda e, logs: seen.append((e, logs)))
     assert [e for e, _ in seen] == [0, 1] and result.epochs_run == 2
-    assert [logs[OBJECTIVE] for _, logs in seen] == result.history[OBJECTIVE]
+    assert [logs[DEFAULT_OBJECTIVE.metric] for _, logs in seen] == result.history[DEFAULT_OBJECTIVE.metric]
     assert not multiprocessing.active_children()
 
 

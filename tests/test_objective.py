@@ -12,7 +12,7 @@ from conftest import tiny_space
 from optuna.trial import TrialState
 from scripted import EPOCHS, SPLITS, RecordingTracker, ScriptedTrainer, regularized_curves
 
-from tune.contract import GAP_LOSS, OBJECTIVE
+from tune.contract import DEFAULT_OBJECTIVE, GAP_LOSS
 from tune.engine import trial_record
 from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED
 from tune.engine.objective import NO_EPOCH, TrialContext, make_objective
@@ -61,16 +61,16 @@ def test_a_complete_trial_is_valued_at_its_best_epoch_and_recorded_everywhere() 
     study, tracker, trainer = run([{"dropout": 0.5}])
     (trial,) = study.trials
     expected = regularized_curves(0.5)
-    assert trial.state == TrialState.COMPLETE and trial.value == min(expected[OBJECTIVE])
-    assert trial.intermediate_values == dict(enumerate(expected[OBJECTIVE]))
+    assert trial.state == TrialState.COMPLETE and trial.value == min(expected[DEFAULT_OBJECTIVE.metric])
+    assert trial.intermediate_values == dict(enumerate(expected[DEFAULT_OBJECTIVE.metric]))
     assert trial.user_attrs["regime"] == "balanced"
-    assert trial.user_attrs["curves"][OBJECTIVE] == pytest.approx(expected[OBJECTIVE])
+    assert trial.user_attrs["curves"][DEFAULT_OBJECTIVE.metric] == pytest.approx(expected[DEFAULT_OBJECTIVE.metric])
     (params, settings), = trainer.calls
     assert params == {**space().params(), "dropout": 0.5}
     assert (settings.seed, settings.epochs, settings.clean_train_size) == (SEED + trial.number, EPOCHS, 200)
     run_ = tracker.of_trial(trial.number)
     assert trial.user_attrs[trial_record.RUN_ID] in tracker.runs and run_.parent == "parent-run"
-    assert run_.series(OBJECTIVE)[:EPOCHS] == expected[OBJECTIVE]
+    assert run_.series(DEFAULT_OBJECTIVE.metric)[:EPOCHS] == expected[DEFAULT_OBJECTIVE.metric]
     assert len(run_.series(GAP_LOSS)) == EPOCHS
     assert run_.series("best_epoch") == [EPOCHS] and run_.series("epochs_run") == [EPOCHS]
     assert run_.diagnosis == trial_record.trial_diagnosis(trial) and run_.diagnosis.regime == "balanced"
@@ -85,7 +85,7 @@ def test_the_stored_diagnosis_reads_back_as_it_was_made(dropout: float, regime: 
     diagnosis = trial_record.trial_diagnosis(trial)
     assert diagnosis == tracker.of_trial(0).diagnosis and diagnosis.regime == regime
     assert "reason" not in diagnosis.numbers and diagnosis.numbers["epochs"] == EPOCHS
-    assert trial_record.trial_curves(trial)[OBJECTIVE] == pytest.approx(regularized_curves(dropout)[OBJECTIVE])
+    assert trial_record.trial_curves(trial)[DEFAULT_OBJECTIVE.metric] == pytest.approx(regularized_curves(dropout)[DEFAULT_OBJECTIVE.metric])
 
 
 def test_a_pruned_trial_stops_where_the_pruner_says_and_is_recorded_as_pruned() -> None:
@@ -95,7 +95,7 @@ def test_a_pruned_trial_stops_where_the_pruner_says_and_is_recorded_as_pruned() 
     assert pruned.state == TrialState.PRUNED and list(pruned.intermediate_values) == [0]
     assert pruned.user_attrs["regime"] == INCONCLUSIVE
     assert "only 1 epoch recorded" in pruned.user_attrs["diagnosis"]["reason"]
-    assert len(pruned.user_attrs["curves"][OBJECTIVE]) == 1
+    assert len(pruned.user_attrs["curves"][DEFAULT_OBJECTIVE.metric]) == 1
     assert tracker.of_trial(1).state == TrialState.PRUNED
 
 
@@ -104,7 +104,7 @@ def test_a_diverged_trial_fails_with_the_epochs_it_finished() -> None:
     study, tracker, _ = run([{"dropout": 0.95}, {"dropout": 0.5}], trainer)
     failed, complete = study.trials
     assert failed.state == TrialState.FAIL and complete.state == TrialState.COMPLETE
-    assert len(failed.user_attrs["curves"][OBJECTIVE]) == 2
+    assert len(failed.user_attrs["curves"][DEFAULT_OBJECTIVE.metric]) == 2
     assert tracker.of_trial(0).state == TrialState.FAIL and tracker.of_trial(0).title == "scripted trial 0 (fail)"
     assert trial_record.completed_trials(study.trials) == [complete]
 

@@ -10,6 +10,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 from PIL import Image
 
+from tune.contract import DEFAULT_OBJECTIVE, OBJECTIVES, VAL_ACCURACY
 from tune.engine.diagnosis import REGIMES, diagnose
 from tune.report.curves import REGIME_COLOURS, curves_side_by_side, learning_curve_figure, save_figure
 
@@ -39,7 +40,7 @@ def gap_shadings(axes: Axes) -> list[PolyCollection]:
 
 
 def figure(curves: dict[str, list[float]], title: str = "trial 3"):
-    return learning_curve_figure(curves, title=title, diagnosis=diagnose(curves))
+    return learning_curve_figure(curves, title=title, diagnosis=diagnose(curves), objective=DEFAULT_OBJECTIVE)
 
 
 def test_two_panels_with_every_curve_styled_as_specified() -> None:
@@ -64,10 +65,18 @@ def test_best_epoch_line_marks_lowest_validation_loss() -> None:
         assert list(line(axes, "best epoch 5").get_xdata()) == [5, 5]
 
 
+def test_best_epoch_line_follows_an_accuracy_objective() -> None:
+    curves = overfit_curves()
+    curves["val_accuracy"][8] = 0.9
+    fig = learning_curve_figure(curves, title="t", diagnosis=diagnose(curves), objective=OBJECTIVES[VAL_ACCURACY])
+    for axes in fig.axes:
+        assert list(line(axes, "best epoch 9").get_xdata()) == [9, 9]
+
+
 def test_diagnosis_colours_the_title_and_shades_the_gap() -> None:
     curves = overfit_curves()
     diagnosis = diagnose(curves)
-    fig = learning_curve_figure(curves, title="trial 3", diagnosis=diagnosis)
+    fig = learning_curve_figure(curves, title="trial 3", diagnosis=diagnosis, objective=DEFAULT_OBJECTIVE)
     title = fig.get_suptitle()
     assert diagnosis.regime == "under-regularized" and title == "trial 3 — under-regularized"
     assert to_hex(fig._suptitle.get_color()) == REGIME_COLOURS["under-regularized"]
@@ -77,7 +86,7 @@ def test_diagnosis_colours_the_title_and_shades_the_gap() -> None:
 
 def test_one_epoch_curve_shows_markers(tmp_path) -> None:
     curves = {key: values[:1] for key, values in overfit_curves().items()}
-    fig = learning_curve_figure(curves, title="pruned", diagnosis=diagnose(curves))
+    fig = learning_curve_figure(curves, title="pruned", diagnosis=diagnose(curves), objective=DEFAULT_OBJECTIVE)
     accuracy, loss = fig.axes
     assert "inconclusive" in fig.get_suptitle()
     assert line(loss, "clean train").get_marker() == "o"
@@ -93,7 +102,7 @@ def test_side_by_side_puts_one_trial_per_column() -> None:
         ("best", overfit, diagnose(overfit)),
         ("most overfit", overfit, diagnose(overfit)),
         ("most underfit", flat, diagnose(flat)),
-    ])
+    ], DEFAULT_OBJECTIVE)
     assert len(fig.axes) == 6
     titles = [axes.get_title() for axes in fig.axes[:3]]
     assert titles == [
@@ -106,12 +115,12 @@ def test_side_by_side_puts_one_trial_per_column() -> None:
 
 def test_side_by_side_needs_a_trial() -> None:
     with pytest.raises(ValueError, match="no trials"):
-        curves_side_by_side([])
+        curves_side_by_side([], DEFAULT_OBJECTIVE)
 
 
 def test_save_figure_writes_a_real_png(tmp_path) -> None:
     curves = overfit_curves()
-    fig = learning_curve_figure(curves, title="trial 3", diagnosis=diagnose(curves))
+    fig = learning_curve_figure(curves, title="trial 3", diagnosis=diagnose(curves), objective=DEFAULT_OBJECTIVE)
     path = save_figure(fig, tmp_path / "nested" / "trial3.png")
     assert path == tmp_path / "nested" / "trial3.png"
     assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 20_000
@@ -127,10 +136,10 @@ def test_every_regime_has_a_colour() -> None:
 
 def test_drawing_needs_neither_pyplot_nor_tensorflow(tmp_path) -> None:
     code = (
-        "import sys\nfrom tune.contract import METRICS\nfrom tune.engine.diagnosis import Diagnosis\n"
+        "import sys\nfrom tune.contract import DEFAULT_OBJECTIVE, METRICS\nfrom tune.engine.diagnosis import Diagnosis\n"
         "from tune.report.curves import learning_curve_figure, save_figure\n"
         "c = {k: [1.0, 0.8, 0.7] if 'loss' in k else [0.5, 0.6, 0.7] for k in METRICS}\n"
-        f"save_figure(learning_curve_figure(c, title='x', diagnosis=Diagnosis('balanced', 'r', {{}})), "
+        f"save_figure(learning_curve_figure(c, title='x', diagnosis=Diagnosis('balanced', 'r', {{}}), objective=DEFAULT_OBJECTIVE), "
         f"{str(tmp_path / 'x.png')!r})\n"
         "print(sorted(m for m in ('matplotlib.pyplot', 'tensorflow', 'optuna', 'mlflow')"
         " if m in sys.modules))"

@@ -121,6 +121,9 @@ def test_distributions_and_fixed_values_parse(tmp_path: Path) -> None:
         ({"diagnosis": {"flat_slope": "0.01"}}, "diagnosis.flat_slope", "valid number"),
         ({"data": {"validation_size": 0}}, "data.validation_size", "greater than 0"),
         ({"data": {"validation_size": True}}, "data.validation_size", ""),
+        ({"study": {"objective": "accuracy"}}, "study.objective", "'val_data_loss' or 'val_accuracy'"),
+        ({"study": {"objective": "val_accuracy", "direction": "minimize"}}, "study.direction",
+         "'minimize' contradicts objective val_accuracy, which is maximized; drop direction"),
     ],
 )
 def test_each_mistake_names_file_key_and_problem(tmp_path: Path, raw: dict, key: str, problem: str) -> None:
@@ -173,6 +176,14 @@ def test_integer_thresholds_are_taken_as_integers(tmp_path: Path) -> None:
     assert load_space(write(tmp_path, space.to_dict())) == space
 
 
+def test_the_objective_sets_the_direction_and_an_older_direction_key_still_loads(tmp_path: Path) -> None:
+    space = load_space(write(tmp_path, {"study": {"objective": "val_accuracy"}}))
+    assert (space.objective.metric, space.objective.direction) == ("val_accuracy", "maximize")
+    assert space.train_settings(seed=0).objective == space.objective
+    older = load_space(write(tmp_path, {"study": {"direction": "minimize"}}))
+    assert older.objective.metric == "val_data_loss" and "direction" not in older.to_dict()["study"]
+
+
 def test_binary_garbage_gets_one_line_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
     path.write_bytes(bytes(range(256)) * 4)
@@ -188,8 +199,8 @@ def test_train_settings_come_from_the_fixed_sections() -> None:
     assert (settings.precision, settings.clean_train_size) == ("float32", 2000)
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_every_shipped_space_can_enqueue_seed_000s_regularization_exactly(path: Path) -> None:
+@pytest.mark.parametrize("path", [path for path in SHIPPED if load_space(path).study.baseline], ids=lambda p: p.name)
+def test_every_shipped_space_with_a_baseline_can_enqueue_seed_000s_regularization_exactly(path: Path) -> None:
     space = load_space(path)
     searched = set(space.searched()) & set(REGULARIZATION_DOMAINS)
     fixed = {name: value for name, value in space.params().items() if name in REGULARIZATION_DOMAINS and name not in searched}

@@ -17,7 +17,7 @@ from scripted import ScriptedTrainer
 from tune.commands.compare import compare_study
 from tune.commands.run import RunOverrides, run_study
 from tune.commands.train import train_config
-from tune.contract import OBJECTIVE, TEST_ACCURACY
+from tune.contract import DEFAULT_OBJECTIVE, TEST_ACCURACY
 from tune.data.sources import load_dataset
 from tune.engine.space import Origin, SearchSpace, dump_space
 from tune.errors import SpaceError
@@ -81,7 +81,7 @@ def test_the_run_is_traced_to_its_trial_with_curves_and_a_diagnosis(trained: dic
         run = client.get_run(retrain.run_id)
         assert run.data.tags[ROLE_TAG] == "retrain" and run.data.tags[SOURCE_TRIAL_TAG] == "4"
         assert run.data.tags[REGIME_TAG] == retrain.diagnosis.regime
-        assert len(client.get_metric_history(retrain.run_id, OBJECTIVE)) == retrain.tested.training.epochs_run == 2
+        assert len(client.get_metric_history(retrain.run_id, DEFAULT_OBJECTIVE.metric)) == retrain.tested.training.epochs_run == 2
         assert run.data.params["l2_dense"] == "0.001" and run.data.params["data.source"] == SOURCE
     accuracies = [r.tested.test_accuracy for r in trained["retrains"]]
     assert trained["lines"][-1] == f"test accuracy {np.mean(accuracies):.4f} ± {np.std(accuracies, ddof=1):.4f} (std over 2 seeds)"
@@ -155,6 +155,6 @@ def test_full_retrains_on_training_plus_validation_for_the_epochs_the_validation
     chosen = int(run.data.metrics["best_epoch"])
     assert run.data.params["full"] == "True" and 1 <= chosen <= 3
     assert retrain.tested.training.epochs_run == run.data.metrics["tested_epochs"] == chosen
-    assert len(client.get_metric_history(retrain.run_id, OBJECTIVE)) == 3, "the validation run's curves"
+    assert len(client.get_metric_history(retrain.run_id, DEFAULT_OBJECTIVE.metric)) == 3, "the validation run's curves"
     (version,) = client.search_model_versions("name='proof'")
     assert saved_model_accuracy(version.source) == pytest.approx(run.data.metrics[TEST_ACCURACY], abs=1e-6)

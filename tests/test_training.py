@@ -6,7 +6,17 @@ import keras
 import numpy as np
 import pytest
 
-from tune.contract import METRICS, OBJECTIVE, OPTIMIZER_NAMES, EpochHook, Splits, TrainingResult, TrainSettings
+from tune.contract import (
+    DEFAULT_OBJECTIVE,
+    METRICS,
+    OBJECTIVES,
+    OPTIMIZER_NAMES,
+    VAL_ACCURACY,
+    EpochHook,
+    Splits,
+    TrainingResult,
+    TrainSettings,
+)
 from tune.engine.space import DEFAULTS
 from tune.errors import TrainingDiverged
 from tune.training import fit, pipeline
@@ -92,11 +102,26 @@ def test_patience_zero_still_keeps_the_best_epochs_weights(
     regularized: Any, overfitting_splits: Splits
 ) -> None:
     result, _, model = regularized
-    val_data_loss = result.history[OBJECTIVE]
+    val_data_loss = result.history[DEFAULT_OBJECTIVE.metric]
     assert result.best_epoch == int(np.argmin(val_data_loss)) == 0
-    assert result.objective == val_data_loss[0] < val_data_loss[2]
+    assert result.value == val_data_loss[0] < val_data_loss[2]
     loss, _ = _crossentropy_and_accuracy(model, overfitting_splits.x_val, overfitting_splits.y_val)
     assert loss == pytest.approx(val_data_loss[0], rel=1e-4)
+
+
+def test_an_accuracy_objective_early_stops_and_keeps_weights_on_validation_accuracy(
+    overfitting_splits: Splits,
+) -> None:
+    """``study.objective: val_accuracy``: the epoch kept, the value and the early stop all follow
+    validation accuracy (first highest), and the model returned has that epoch's weights."""
+    settings = TrainSettings("seed_cnn", epochs=6, seed=1, objective=OBJECTIVES[VAL_ACCURACY])
+    model, result = fit_model({**PARAMS, "early_stopping_patience": 2}, overfitting_splits, settings, ignore)
+    accuracy = result.history[VAL_ACCURACY]
+    best = int(np.argmax(accuracy))
+    assert result.best_epoch == best and result.value == accuracy[best]
+    assert result.epochs_run == min(6, best + 3), "stops 2 epochs after the last improvement"
+    _, kept = _crossentropy_and_accuracy(model, overfitting_splits.x_val, overfitting_splits.y_val)
+    assert kept == pytest.approx(accuracy[best])
 
 
 def test_clean_train_metrics_are_penalty_free_inference_on_the_training_set(
@@ -114,7 +139,7 @@ def test_clean_train_metrics_are_penalty_free_inference_on_the_training_set(
 def test_early_stopping_stops_when_validation_loss_rises(overfitting_splits: Splits) -> None:
     result = train({**PARAMS, "early_stopping_patience": 1}, overfitting_splits, epochs=6)
     assert (result.epochs_run, result.stopped_early) == (2, True)
-    assert result.best_epoch == int(np.argmin(result.history[OBJECTIVE])) == 0
+    assert result.best_epoch == int(np.argmin(result.history[DEFAULT_OBJECTIVE.metric])) == 0
     history = result.history
     np.testing.assert_allclose(history["val_loss"], history["val_data_loss"], rtol=1e-5)
 

@@ -39,10 +39,35 @@ TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
 # minus validation for the accuracy: both grow as a model overfits).
 GAP_LOSS, GAP_ACCURACY = "gap_loss", "gap_accuracy"
 
-# The penalty-free validation loss: trials with different L1/L2 lambdas are compared, pruned and
-# early-stopped on the same scale, and the weights kept are those of its lowest epoch.
-OBJECTIVE = VAL_DATA_LOSS
-DIRECTION: Literal["minimize"] = "minimize"
+Direction = Literal["minimize", "maximize"]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What "best" means for a study: the metric its trials are ranked, pruned and early-stopped
+    on, and whose best epoch gives the weights a trial keeps. One object carries both halves so
+    no caller can pair a metric with the wrong direction."""
+
+    metric: str
+    direction: Direction
+
+    def key(self, value: float) -> float:
+        """Sort key that puts the best value first, for ``sorted``, ``min`` and ``argmin``."""
+        return value if self.direction == "minimize" else -value
+
+    def best_index(self, values: Sequence[float]) -> int:
+        """The first best value wins a tie, as Keras's early stopping keeps the first."""
+        return int(np.argmin([self.key(value) for value in values]))
+
+
+# ``study.objective`` chooses one. The penalty-free validation loss (the default) compares trials
+# with different L1/L2 lambdas on the same scale and rewards calibrated confidence; validation
+# accuracy is what a user reports, but moves in steps of 1/validation size and ties often.
+OBJECTIVES: dict[str, Objective] = {
+    VAL_DATA_LOSS: Objective(VAL_DATA_LOSS, "minimize"),
+    VAL_ACCURACY: Objective(VAL_ACCURACY, "maximize"),
+}
+DEFAULT_OBJECTIVE = OBJECTIVES[VAL_DATA_LOSS]
 
 Scalar = bool | int | float | str
 Params = Mapping[str, Scalar]
@@ -50,22 +75,22 @@ Curves = Mapping[str, Sequence[float]]
 EpochHook = Callable[[int, dict[str, float]], None]
 
 
-def best_epoch(curves: Curves) -> int:
-    """0-based index of the epoch with the lowest objective: the epoch whose weights training
+def best_epoch(curves: Curves, objective: Objective) -> int:
+    """0-based index of the epoch with the best objective: the epoch whose weights training
     keeps, whose numbers a trial reports, and the step Optuna recorded it under. People read
     epochs from 1, so anything shown adds one."""
-    values = curves.get(OBJECTIVE, ())
+    values = curves.get(objective.metric, ())
     if len(values) == 0:
-        raise ValueError(f"curves have no {OBJECTIVE!r} values to find the best epoch in")
-    return int(np.argmin(values))
+        raise ValueError(f"curves have no {objective.metric!r} values to find the best epoch in")
+    return objective.best_index(values)
 
 
-def at_best_epoch(curves: Curves) -> dict[str, float]:
+def at_best_epoch(curves: Curves, objective: Objective) -> dict[str, float]:
     """Every metric at the best epoch (``best_<metric>``), with the 1-based ``best_epoch`` and
     ``epochs_run``: the one-line summary of a trial."""
-    best = best_epoch(curves)
+    best = best_epoch(curves, objective)
     summary = {f"best_{key}": float(values[best]) for key, values in curves.items()}
-    return {**summary, "best_epoch": best + 1, "epochs_run": len(curves[OBJECTIVE])}
+    return {**summary, "best_epoch": best + 1, "epochs_run": len(curves[objective.metric])}
 
 
 def generalization_gaps(curves: Curves) -> dict[str, list[float]]:
@@ -97,6 +122,7 @@ class TrainSettings:
     seed: int
     precision: str = "float32"
     clean_train_size: int = 5000
+    objective: Objective = DEFAULT_OBJECTIVE
     # False trains every epoch and keeps the last weights: ``tune train --full``, whose validation
     # images are part of its training set, so they cannot choose an epoch.
     keep_best: bool = True
@@ -104,23 +130,25 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """Per-epoch values of every name in ``METRICS``, as training recorded them."""
+    """Per-epoch values of every name in ``METRICS``, as training recorded them, read through the
+    objective training early-stopped and kept weights on."""
 
     history: dict[str, list[float]]
     stopped_early: bool
+    objective: Objective
 
     @property
     def epochs_run(self) -> int:
-        return len(self.history[OBJECTIVE])
+        return len(self.history[self.objective.metric])
 
     @property
     def best_epoch(self) -> int:
-        return best_epoch(self.history)
+        return best_epoch(self.history, self.objective)
 
     @property
-    def objective(self) -> float:
+    def value(self) -> float:
         """The trial's value: the objective at the epoch whose weights were kept."""
-        return self.history[OBJECTIVE][self.best_epoch]
+        return self.history[self.objective.metric][self.best_epoch]
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from tune import __version__
-from tune.contract import DIRECTION, OBJECTIVE, VAL_ACCURACY, best_epoch
+from tune.contract import VAL_ACCURACY, Objective, best_epoch
 from tune.engine.space import Origin, SearchSpace, dump_space, load_space
-from tune.engine.study import load_existing_study, stored_space
+from tune.engine.study import load_existing_study, stored_space, study_objective
 from tune.engine.trial_record import completed_trials, trial_curves, trial_diagnosis
 from tune.errors import StudyError
 from tune.paths import exports_dir
@@ -38,14 +38,15 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     complete = completed_trials(study.get_trials(deepcopy=False))
     if not complete:
         raise StudyError(f"study {study.study_name!r} has no completed trial yet ({len(study.trials)} trials in all)")
-    return sorted(complete, key=lambda trial: trial.value, reverse=DIRECTION == "maximize")[:k]
+    objective = study_objective(study)
+    return sorted(complete, key=lambda trial: objective.key(trial.value))[:k]
 
 
-def origin_of(study_name: str, trial: FrozenTrial, rank: int) -> Origin:
+def origin_of(study_name: str, trial: FrozenTrial, rank: int, objective: Objective) -> Origin:
     """The numbers at the trial's best epoch, read from its stored curves."""
     diagnosis = trial_diagnosis(trial)
     curves = trial_curves(trial)
-    best = best_epoch(curves) if curves else None
+    best = best_epoch(curves, objective) if curves else None
     return Origin(
         study=study_name, trial=trial.number, rank=rank, objective=trial.value,
         val_accuracy=None if best is None else curves[VAL_ACCURACY][best],
@@ -59,7 +60,7 @@ def exported_configs(study: optuna.Study, k: int) -> list[SearchSpace]:
     return [
         space.with_fixed(
             trial.params, study_name=f"{study.study_name}-{'best' if rank == 1 else f'rank{rank}'}",
-            origin=origin_of(study.study_name, trial, rank),
+            origin=origin_of(study.study_name, trial, rank, space.objective),
         )
         for rank, trial in enumerate(top_trials(study, k), start=1)
     ]
@@ -84,7 +85,7 @@ def _destination(config: SearchSpace, out: Path | None, count: int, fmt: str) ->
 def _header(config: SearchSpace, path: Path) -> str:
     origin = config.origin
     return (
-        f"Rank {origin.rank} of study {origin.study!r}: trial {origin.trial}, {OBJECTIVE}={origin.objective:.4f}, "
+        f"Rank {origin.rank} of study {origin.study!r}: trial {origin.trial}, {config.objective.metric}={origin.objective:.4f}, "
         f"{origin.regime}\n"
         f"Exported {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by tune {__version__}; "
         f"every value fixed. Train it with: tune run {path}"

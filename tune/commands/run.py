@@ -10,14 +10,14 @@ from pathlib import Path
 
 import optuna
 
-from tune.contract import OBJECTIVE, Splits, Trainer
+from tune.contract import Splits, Trainer
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine import trial_record
 from tune.engine.objective import TrialContext, make_objective
 from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.engine.storage import default_storage_url, redact
-from tune.engine.study import open_study
+from tune.engine.study import open_study, study_objective
 from tune.errors import TrainingDiverged
 from tune.report.publish import publish_report
 from tune.report.text import render_text
@@ -56,7 +56,8 @@ def load_splits(space: SearchSpace) -> Splits:
 
 
 def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
-    value = f"{OBJECTIVE}={trial.value:.4f}" if trial.value is not None else f"{'':>{len(OBJECTIVE) + 7}}"
+    metric = study_objective(study).metric
+    value = f"{metric}={trial.value:.4f}" if trial.value is not None else f"{'':>{len(metric) + 7}}"
     epochs = len(trial.intermediate_values)
     regime = trial_record.trial_regime(trial)
     best = " *best*" if trial.value is not None and trial.number == study.best_trial.number else ""

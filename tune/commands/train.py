@@ -16,7 +16,6 @@ from pathlib import Path
 
 from tune.commands.run import Echo
 from tune.contract import (
-    OBJECTIVE,
     TEST_ACCURACY,
     TEST_LOSS,
     Curves,
@@ -168,9 +167,9 @@ def _log_result(
     curves: Curves, title: str,
 ) -> None:
     tracker.log_metrics(run_id, {TEST_LOSS: tested.test_loss, TEST_ACCURACY: tested.test_accuracy,
-                                 f"best_{OBJECTIVE}": validation.objective, "best_epoch": validation.best_epoch + 1,
+                                 f"best_{validation.objective.metric}": validation.value, "best_epoch": validation.best_epoch + 1,
                                  "tested_epochs": tested.training.epochs_run})
-    tracker.log_diagnosis(run_id, diagnosis, curves, title)
+    tracker.log_diagnosis(run_id, diagnosis, curves, title, validation.objective)
 
 
 def summary_line(retrains: list[Retrain]) -> str:

@@ -35,6 +35,7 @@ from tune.contract import (
     CLEAN_TRAIN_ACCURACY,
     CLEAN_TRAIN_LOSS,
     HONEST_CURVES,
+    OBJECTIVES,
     VAL_ACCURACY,
     VAL_DATA_LOSS,
     Curves,
@@ -97,7 +98,8 @@ class Thresholds:
 class Diagnosis:
     """The verdict on one trial, with the measurements that justify it so a report can show them.
 
-    ``numbers`` (all finite floats): epochs, best_epoch (1-based, ``tune.contract.best_epoch``),
+    ``numbers`` (all finite floats): epochs, val_loss_min_epoch (1-based; whatever the study's
+    objective, the curves are read through the validation loss),
     clean_train_loss, val_data_loss, clean_train_accuracy, val_accuracy (end values, i.e. means of
     the last ``smooth_epochs`` epochs), final_gap_loss (val - clean train, nats),
     final_gap_accuracy (clean train - val), val_loss_rise (end over smoothed minimum, minus 1),
@@ -172,7 +174,7 @@ def _loss_numbers(honest: dict[str, np.ndarray], t: Thresholds) -> dict[str, flo
     lowest = int(np.argmin(val))
     return {
         "epochs": float(len(honest[VAL_DATA_LOSS])),
-        "best_epoch": float(best_epoch(honest) + 1),
+        "val_loss_min_epoch": float(best_epoch(honest, OBJECTIVES[VAL_DATA_LOSS]) + 1),
         CLEAN_TRAIN_LOSS: float(train[-1]),
         VAL_DATA_LOSS: float(val[-1]),
         FINAL_GAP_LOSS: float(val[-1] - train[-1]),
@@ -220,7 +222,7 @@ def _overfit_reason(n: dict[str, float], t: Thresholds, rising: bool) -> str:
     if rising:
         return (
             f"validation loss rose {n['val_loss_rise']:.0%} above its minimum (epoch "
-            f"{int(n['best_epoch'])}) while clean training loss kept falling "
+            f"{int(n['val_loss_min_epoch'])}) while clean training loss kept falling "
             f"({n['train_loss_fall']:.0%}); {gap}"
         )
     return (

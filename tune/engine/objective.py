@@ -16,7 +16,7 @@ from typing import Protocol
 import optuna
 from optuna.trial import TrialState
 
-from tune.contract import OBJECTIVE, Curves, EpochHook, Params, Splits, Trainer, at_best_epoch, generalization_gaps
+from tune.contract import Curves, EpochHook, Objective, Params, Splits, Trainer, at_best_epoch, generalization_gaps
 from tune.engine import trial_record
 from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis, diagnose
 from tune.engine.space import SearchSpace
@@ -32,7 +32,7 @@ class TrialTracker(Protocol):
 
     def start_trial(self, parent_id: str, number: int, params: Params, study_name: str) -> str: ...
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None: ...
-    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str) -> None: ...
+    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective) -> None: ...
     def finish_trial(self, run_id: str, state: TrialState) -> None: ...
 
 
@@ -58,9 +58,9 @@ def make_objective(
         state = TrialState.FAIL
         try:
             settings = ctx.space.train_settings(ctx.seed + trial.number)
-            result = trainer(params, ctx.splits, settings, _epoch_hook(trial, tracker, run_id, curves))
+            result = trainer(params, ctx.splits, settings, _epoch_hook(trial, tracker, run_id, curves, settings.objective))
             state = TrialState.COMPLETE
-            return result.objective
+            return result.value
         except optuna.TrialPruned:
             state = TrialState.PRUNED
             raise
@@ -71,7 +71,8 @@ def make_objective(
 
 
 def _epoch_hook(
-    trial: optuna.Trial, tracker: TrialTracker, run_id: str, curves: defaultdict[str, list[float]]
+    trial: optuna.Trial, tracker: TrialTracker, run_id: str, curves: defaultdict[str, list[float]],
+    objective: Objective,
 ) -> EpochHook:
     """Per epoch: keep the curves, log them with the gaps, report the objective, maybe prune."""
 
@@ -80,9 +81,10 @@ def _epoch_hook(
             curves[key].append(value)
         gaps = {key: values[-1] for key, values in generalization_gaps(curves).items()}
         tracker.log_metrics(run_id, {**logs, **gaps}, step=epoch)
-        trial.report(logs[OBJECTIVE], epoch)
+        value = logs[objective.metric]
+        trial.report(value, epoch)
         if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {OBJECTIVE}={logs[OBJECTIVE]:.4f}")
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {objective.metric}={value:.4f}")
 
     return on_epoch
 
@@ -100,6 +102,7 @@ def _record(
     diagnosis = _diagnose(curves, ctx)
     trial_record.store(trial, diagnosis, curves)
     if curves:
-        tracker.log_metrics(run_id, at_best_epoch(curves))
-    tracker.log_diagnosis(run_id, diagnosis, curves, f"{ctx.study_name} trial {trial.number} ({state.name.lower()})")
+        tracker.log_metrics(run_id, at_best_epoch(curves, ctx.space.objective))
+    title = f"{ctx.study_name} trial {trial.number} ({state.name.lower()})"
+    tracker.log_diagnosis(run_id, diagnosis, curves, title, ctx.space.objective)
     tracker.finish_trial(run_id, state)

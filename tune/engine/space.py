@@ -24,12 +24,23 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
 )
 
-from tune.contract import DIRECTION, MODEL_NAMES, OPTIMIZER_NAMES, PRECISIONS, Scalar, TrainSettings
+from tune.contract import (
+    DEFAULT_OBJECTIVE,
+    MODEL_NAMES,
+    OBJECTIVES,
+    OPTIMIZER_NAMES,
+    PRECISIONS,
+    Direction,
+    Objective,
+    Scalar,
+    TrainSettings,
+)
 from tune.engine.diagnosis import Thresholds
 from tune.errors import SpaceError
 
@@ -194,13 +205,24 @@ class PrunerSettings(_Strict):
 
 class StudySettings(_Strict):
     name: str | None = Field(None, min_length=1)
-    direction: Literal["minimize"] = DIRECTION
+    objective: Literal[tuple(OBJECTIVES)] = DEFAULT_OBJECTIVE.metric  # type: ignore[valid-type]
+    # Follows from the objective; still accepted (and checked) so older files and stored studies,
+    # which spelled it out, keep loading. Never written back.
+    direction: Direction | None = Field(None, exclude=True)
     trials: int = Field(20, ge=1)
     timeout: float | None = Field(None, gt=0)
     sampler: SamplerSettings = SamplerSettings()
     pruner: PrunerSettings = PrunerSettings()
     baseline: bool = True
     enqueue: list[dict[str, Scalar]] = Field(default_factory=list)
+
+    @field_validator("direction")
+    @classmethod
+    def _objective_direction(cls, value: Direction | None, info: ValidationInfo) -> Direction | None:
+        objective = OBJECTIVES.get(info.data.get("objective", ""))
+        _raise(objective and value and value != objective.direction
+               and f"{value!r} contradicts objective {objective.metric}, which is {objective.direction}d; drop direction")
+        return value
 
     @field_validator("enqueue")
     @classmethod
@@ -292,7 +314,12 @@ class SearchSpace(_Strict):
         return TrainSettings(
             model_name=self.model.name, epochs=self.training.epochs, seed=seed,
             precision=self.training.precision, clean_train_size=self.data.clean_train_size,
+            objective=self.objective,
         )
+
+    @property
+    def objective(self) -> Objective:
+        return OBJECTIVES[self.study.objective]
 
     def study_name(self, path: Path | None = None) -> str:
         return self.study.name or (path.stem if path else "tune")

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 from pydantic import BaseModel
 
-from tune.contract import Scalar
+from tune.contract import DEFAULT_OBJECTIVE, OBJECTIVES, Objective, Scalar
 from tune.engine import trial_record
 from tune.engine.space import (
     BASELINE,
@@ -91,10 +91,15 @@ def open_study(space: SearchSpace, name: str, storage_url: str | None, source: s
         study_name=name,
         sampler=make_sampler(space.study.sampler, space.study.sampler.seed),
         pruner=make_pruner(space.study.pruner, space.training.epochs),
-        direction=space.study.direction,
+        direction=space.objective.direction,
         load_if_exists=True,
     )
     stored = study.user_attrs.get(SPACE_ATTR)
+    if stored is not None and study_objective(study) != space.objective:
+        raise StudyError(
+            f"study {name!r} optimizes {study_objective(study).metric}, not {space.objective.metric}; "
+            "name a new study (study.name or --study) to optimize another objective"
+        )
     if stored is not None and stored != space.to_dict():
         log.warning("study %r was created from a different search space; the stored copy is updated", name)
     study.set_user_attr(SPACE_ATTR, space.to_dict())
@@ -104,6 +109,13 @@ def open_study(space: SearchSpace, name: str, storage_url: str | None, source: s
     for params in space.study.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     return study
+
+
+def study_objective(study: optuna.Study) -> Objective:
+    """What the study ranks its trials by. Values of two objectives cannot be ranked together, so
+    a study keeps the one it began with; studies stored before ``study.objective`` used the default."""
+    stored = study.user_attrs.get(SPACE_ATTR) or {}
+    return OBJECTIVES[stored.get("study", {}).get("objective", DEFAULT_OBJECTIVE.metric)]
 
 
 def load_existing_study(name: str, url: str | None) -> optuna.Study:

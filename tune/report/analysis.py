@@ -19,8 +19,9 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial
 
-from tune.contract import CLEAN_TRAIN_ACCURACY, OBJECTIVE, best_epoch
+from tune.contract import CLEAN_TRAIN_ACCURACY, Objective
 from tune.engine.diagnosis import FINAL_GAP_LOSS, OVER_REGULARIZED, UNDER_REGULARIZED, regime_counts
+from tune.engine.study import study_objective
 from tune.engine.trial_record import (
     BASELINE,
     completed_trials,
@@ -75,6 +76,7 @@ class Report:
     """What ``build_report`` found and wrote; ``files`` is everything to log as artifacts."""
 
     study_name: str
+    objective: Objective
     rows: list[TrialRow]
     counts: dict[str, int]
     effects: dict[str, list[EffectBin]]
@@ -95,15 +97,16 @@ def build_report(study: optuna.Study, out_dir: Path) -> Report:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = study.trials
+    objective = study_objective(study)
     distributions = _distributions(trials)
-    rows = _rows(trials, distributions)
+    rows = _rows(trials, distributions, objective)
     counts = regime_counts(trial_diagnosis(trial) for trial in trials if trial.state.is_finished())
     effects = _effects(completed_trials(trials), distributions)
     showcase = showcase_trials(study)
-    images, skipped = draw_plots(study, trials, distributions, effects, showcase, out_dir)
+    images, skipped = draw_plots(study, objective, trials, distributions, effects, showcase, out_dir)
     interactive = write_interactive(study, distributions, out_dir / "interactive.html")
     html_path = out_dir / "report.html"
-    report = Report(study.study_name, rows, counts, effects, html_path,
+    report = Report(study.study_name, objective, rows, counts, effects, html_path,
                     [*images.values(), interactive, html_path])
     html_path.write_text(report_page(report, images, skipped), encoding="utf-8")
     return report
@@ -115,8 +118,9 @@ def showcase_trials(study: optuna.Study) -> dict[str, FrozenTrial]:
     among the over-regularized, or overall). Only trials with stored curves qualify; a trial
     appears once, under its first title."""
     pool = [trial for trial in completed_trials(study.trials) if trial_curves(trial) is not None]
+    objective = study_objective(study)
     picks = {
-        "best": min(pool, key=lambda trial: trial.value, default=None),
+        "best": min(pool, key=lambda trial: objective.key(trial.value), default=None),
         "most overfit": _extreme(pool, UNDER_REGULARIZED, FINAL_GAP_LOSS, max),
         "most underfit": _extreme(pool, OVER_REGULARIZED, CLEAN_TRAIN_ACCURACY, min),
     }
@@ -130,13 +134,13 @@ def showcase_trials(study: optuna.Study) -> dict[str, FrozenTrial]:
 # --- reading trials -------------------------------------------------------------------------
 
 
-def _epochs(trial: FrozenTrial) -> tuple[int | None, int | None]:
+def _epochs(trial: FrozenTrial, objective: Objective) -> tuple[int | None, int | None]:
     """(best epoch, epochs run), 1-based, from what the trial reported to the pruner: every trial
     that finished an epoch has it, even one whose process died before it was recorded."""
     reported = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
     if not reported:
         return None, None
-    return best_epoch({OBJECTIVE: reported}) + 1, len(reported)
+    return objective.best_index(reported) + 1, len(reported)
 
 
 def _distributions(trials: Iterable[FrozenTrial]) -> dict[str, BaseDistribution]:
@@ -162,18 +166,18 @@ def _extreme(
 
 
 def _rows(
-    trials: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution]
+    trials: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution], objective: Objective
 ) -> list[TrialRow]:
-    best = min(completed_trials(trials), key=lambda trial: trial.value, default=None)
-    return [_row(trial, distributions, best is not None and trial.number == best.number)
+    best = min(completed_trials(trials), key=lambda trial: objective.key(trial.value), default=None)
+    return [_row(trial, distributions, objective, best is not None and trial.number == best.number)
             for trial in trials]
 
 
 def _row(
-    trial: FrozenTrial, distributions: Mapping[str, BaseDistribution], is_best: bool
+    trial: FrozenTrial, distributions: Mapping[str, BaseDistribution], objective: Objective, is_best: bool
 ) -> TrialRow:
     diagnosis = trial_diagnosis(trial)
-    best_epoch, epochs = _epochs(trial)
+    best_epoch, epochs = _epochs(trial, objective)
     return TrialRow(
         number=trial.number, state=trial.state.name, value=trial.value,
         regime=diagnosis.regime, reason=diagnosis.reason, best_epoch=best_epoch,

@@ -24,6 +24,7 @@ from tune.contract import (
     VAL_DATA_LOSS,
     VAL_LOSS,
     Curves,
+    Objective,
     best_epoch,
 )
 from tune.engine.diagnosis import BALANCED, INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED, Diagnosis
@@ -51,11 +52,12 @@ _LOSS_LINES: tuple[_Line, ...] = (
 )
 
 
-def learning_curve_figure(curves: Curves, *, title: str, diagnosis: Diagnosis) -> Figure:
-    """One trial, accuracy beside loss, with the verdict and its reason."""
+def learning_curve_figure(curves: Curves, *, title: str, diagnosis: Diagnosis, objective: Objective) -> Figure:
+    """One trial, accuracy beside loss, with the verdict and its reason; the dotted line marks the
+    epoch whose weights were kept."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     accuracy_axes, loss_axes = fig.subplots(1, 2)
-    _draw_trial(accuracy_axes, loss_axes, curves, diagnosis)
+    _draw_trial(accuracy_axes, loss_axes, curves, diagnosis, objective)
     text, style = _heading(title, diagnosis)
     fig.suptitle(text, **style)
     fig.supxlabel(textwrap.fill(diagnosis.reason, 150), fontsize=9)
@@ -63,7 +65,7 @@ def learning_curve_figure(curves: Curves, *, title: str, diagnosis: Diagnosis) -
 
 
 def curves_side_by_side(
-    panels: Sequence[tuple[str, Curves, Diagnosis]],
+    panels: Sequence[tuple[str, Curves, Diagnosis]], objective: Objective,
 ) -> Figure:
     """Several trials as columns (accuracy above loss) on shared scales, so "best", "most overfit"
     and "most underfit" can be compared by eye."""
@@ -72,7 +74,7 @@ def curves_side_by_side(
     fig = Figure(figsize=(4.8 * len(panels), 8), layout="constrained")
     axes = fig.subplots(2, len(panels), squeeze=False, sharey="row")
     for column, (title, curves, diagnosis) in enumerate(panels):
-        _draw_trial(axes[0, column], axes[1, column], curves, diagnosis)
+        _draw_trial(axes[0, column], axes[1, column], curves, diagnosis, objective)
         text, style = _heading(title, diagnosis)
         axes[0, column].set_title(text, **style)
         axes[1, column].set_xlabel(f"epoch\n{textwrap.fill(diagnosis.reason, 55)}", fontsize=8)
@@ -90,9 +92,9 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def _draw_trial(
-    accuracy_axes: Axes, loss_axes: Axes, curves: Curves, diagnosis: Diagnosis
+    accuracy_axes: Axes, loss_axes: Axes, curves: Curves, diagnosis: Diagnosis, objective: Objective
 ) -> None:
-    best = best_epoch(curves) + 1
+    best = best_epoch(curves, objective) + 1
     _draw_panel(accuracy_axes, curves, _ACCURACY_LINES, "accuracy", best)
     _draw_panel(loss_axes, curves, _LOSS_LINES, "loss (crossentropy)", best)
     accuracy_axes.set_ylim(0.0, 1.02)

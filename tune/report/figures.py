@@ -7,9 +7,11 @@ matplotlib code, and the reverse; the analysis imports this module, never the ot
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,7 +23,7 @@ from matplotlib.figure import Figure
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from tune.contract import OBJECTIVE
+from tune.contract import Objective
 from tune.engine.diagnosis import FINAL_GAP_LOSS, REGIMES
 from tune.engine.space import LAMBDAS
 from tune.engine.trial_record import (
@@ -72,7 +74,7 @@ def quietly(compute: Callable[[], _T]) -> _T:
 
 
 def draw_plots(
-    study: optuna.Study, trials: Sequence[FrozenTrial],
+    study: optuna.Study, objective: Objective, trials: Sequence[FrozenTrial],
     distributions: Mapping[str, BaseDistribution], effects: Mapping[str, list[EffectBin]],
     showcase: Mapping[str, FrozenTrial], out_dir: Path,
 ) -> tuple[dict[str, Path], dict[str, str]]:
@@ -82,12 +84,12 @@ def draw_plots(
     its chosen trials."""
     complete = completed_trials(trials)
     plots: dict[str, Callable[[], Figure]] = {
-        "optimization_history": lambda: _history_figure(complete),
+        "optimization_history": lambda: _history_figure(complete, objective),
         "param_importances": lambda: _importance_figure(study, complete),
-        "slices": lambda: _slices_figure(complete, distributions, effects),
-        "contour_lambda_dropout": lambda: _contour_figure(complete, distributions),
-        "intermediate_values": lambda: _intermediate_figure(trials),
-        "learning_curves": lambda: _showcase_figure(showcase),
+        "slices": lambda: _slices_figure(complete, distributions, effects, objective),
+        "contour_lambda_dropout": lambda: _contour_figure(complete, distributions, objective),
+        "intermediate_values": lambda: _intermediate_figure(trials, objective),
+        "learning_curves": lambda: _showcase_figure(showcase, objective),
     }
     images: dict[str, Path] = {}
     skipped: dict[str, str] = {}
@@ -115,17 +117,16 @@ def _scatter_regimes(
                          label=f"{regime} ({len(mine)})" if label else None)
 
 
-def _history_figure(complete: Sequence[FrozenTrial]) -> Figure:
+def _history_figure(complete: Sequence[FrozenTrial], objective: Objective) -> Figure:
     _require_complete(complete)
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     axes = fig.subplots()
     numbers = [trial.number for trial in complete]
-    values = [trial.value for trial in complete]
-    axes.step(numbers, np.minimum.accumulate(values), where="post", color="#333333",
-              label="best so far")
+    best_so_far = itertools.accumulate((trial.value for trial in complete), partial(min, key=objective.key))
+    axes.step(numbers, list(best_so_far), where="post", color="#333333", label="best so far")
     _scatter_regimes(axes, [(t.number, t.value, trial_regime(t)) for t in complete])
     axes.set_xlabel("trial")
-    axes.set_ylabel(f"objective ({OBJECTIVE})")
+    axes.set_ylabel(_objective_label(objective))
     axes.legend(fontsize=8)
     return fig
 
@@ -149,7 +150,7 @@ def _importance_figure(study: optuna.Study, complete: Sequence[FrozenTrial]) -> 
 
 def _slices_figure(
     complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution],
-    effects: Mapping[str, list[EffectBin]],
+    effects: Mapping[str, list[EffectBin]], objective: Objective,
 ) -> Figure:
     _require_complete(complete)
     names = [name for name in distributions if any(name in t.params for t in complete)]
@@ -161,7 +162,7 @@ def _slices_figure(
         mine = [trial for trial in complete if name in trial.params]
         _draw_slice(axes[0, column], axes[1, column], name, distributions[name], mine,
                     effects[name])
-    axes[0, 0].set_ylabel(f"objective ({OBJECTIVE})")
+    axes[0, 0].set_ylabel(_objective_label(objective))
     axes[1, 0].set_ylabel("final gap (nats)")
     axes[0, 0].legend(fontsize=7)
     return fig
@@ -209,7 +210,7 @@ def _bin_centre(item: EffectBin, distribution: BaseDistribution) -> float:
 
 
 def _contour_figure(
-    complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution]
+    complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution], objective: Objective
 ) -> Figure:
     penalty = lambda_name(distributions)
     if not all(name in distributions and is_numeric(distributions[name])
@@ -224,14 +225,14 @@ def _contour_figure(
     z = np.array([t.value for t in trials])
     fig = Figure(figsize=(7, 5.5), layout="constrained")
     axes = fig.subplots()
-    _draw_contour_points(fig, axes, x, y, z, [trial_regime(t) for t in trials])
+    _draw_contour_points(fig, axes, x, y, z, [trial_regime(t) for t in trials], _objective_label(objective))
     axes.set_xlabel(f"log10({penalty})" if log else penalty)
     axes.set_ylabel("dropout")
     return fig
 
 
 def _draw_contour_points(
-    fig: Figure, axes: Axes, x: np.ndarray, y: np.ndarray, z: np.ndarray, regimes: list[str]
+    fig: Figure, axes: Axes, x: np.ndarray, y: np.ndarray, z: np.ndarray, regimes: list[str], label: str
 ) -> None:
     """A filled contour only where the points span an area: qhull rejects fewer than 4 distinct
     points and collinear ones, and then the scatter alone still shows the plane."""
@@ -244,7 +245,7 @@ def _draw_contour_points(
     edges = [REGIME_COLOURS[regime] for regime in regimes]
     points = axes.scatter(x, y, c=z, cmap="viridis", norm=norm, edgecolors=edges,
                           linewidths=2.0, s=70, zorder=3)
-    fig.colorbar(points, ax=axes, label=f"objective ({OBJECTIVE})")
+    fig.colorbar(points, ax=axes, label=label)
     axes.use_sticky_edges = False
     axes.margins(0.05)
     for regime in dict.fromkeys(regimes):
@@ -253,10 +254,10 @@ def _draw_contour_points(
     axes.legend(fontsize=8)
 
 
-def _intermediate_figure(trials: Sequence[FrozenTrial]) -> Figure:
+def _intermediate_figure(trials: Sequence[FrozenTrial], objective: Objective) -> Figure:
     reported = [trial for trial in trials if trial.intermediate_values]
     if not reported:
-        raise _NothingToDraw("no trial reported a validation loss")
+        raise _NothingToDraw(f"no trial reported a {objective.metric}")
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     axes = fig.subplots()
     for trial in reported:
@@ -267,7 +268,7 @@ def _intermediate_figure(trials: Sequence[FrozenTrial]) -> Figure:
     unique = dict(zip(labels, handles))
     axes.legend(unique.values(), unique.keys(), fontsize=8)
     axes.set_xlabel("epoch")
-    axes.set_ylabel(OBJECTIVE)
+    axes.set_ylabel(objective.metric)
     return fig
 
 
@@ -280,10 +281,15 @@ def _intermediate_style(trial: FrozenTrial) -> dict[str, Any]:
     return {"color": _GREY, "linestyle": ":", "linewidth": 1.0, "label": trial.state.name.lower()}
 
 
-def _showcase_figure(chosen: Mapping[str, FrozenTrial]) -> Figure:
+def _showcase_figure(chosen: Mapping[str, FrozenTrial], objective: Objective) -> Figure:
     if not chosen:
         raise _NothingToDraw(f"{NO_COMPLETED_TRIAL} with stored learning curves")
     return curves_side_by_side([
         (f"{title}: trial {trial.number}", trial_curves(trial), trial_diagnosis(trial))
         for title, trial in chosen.items()
-    ])
+    ], objective)
+
+
+def _objective_label(objective: Objective) -> str:
+    better = "lower" if objective.direction == "minimize" else "higher"
+    return f"objective ({objective.metric}, {better} is better)"

@@ -18,6 +18,7 @@ from tune.report.curves import REGIME_COLOURS
 from tune.report.text import epochs_text, fmt, states_text, trial_label
 
 if TYPE_CHECKING:
+    from tune.contract import Objective
     from tune.report.analysis import EffectBin, Report, TrialRow
 
 _STAR = " \u2605"
@@ -61,7 +62,7 @@ def report_page(report: Report, images: Mapping[str, Path], skipped: Mapping[str
     """The page for ``report``; ``images`` are the figures drawn and ``skipped`` says why the
     others are missing, so the reader sees a note where a figure would be."""
     sections = [
-        _summary_html(report), _LEGEND_HTML, _effects_html(report.effects),
+        _summary_html(report), _LEGEND_HTML, _effects_html(report),
         _plots_html(images, skipped), _trials_html(report.rows),
         '<p>Interactive versions of the plots: <a href="interactive.html">interactive.html</a> '
         "(next to this file).</p>",
@@ -83,7 +84,7 @@ def _summary_html(report: Report) -> str:
         params = ", ".join(f"{html.escape(name)}={html.escape(text)}"
                            for name, text in best.params_text.items())
         best_html = (
-            f"<p><b>Best trial: {best.number}</b> objective {fmt(best.value)} "
+            f"<p><b>Best trial: {best.number}</b> {report.objective.metric} {fmt(best.value)} "
             f"{_badge(best.regime)}<br>{params}</p>"
         )
     return (f"<h2>Summary</h2>\n<p>{html.escape(states_text(report.rows))}</p>\n"
@@ -106,26 +107,27 @@ def _row_start(highlight: bool) -> str:
     return '<tr class="best">' if highlight else "<tr>"
 
 
-def _effects_html(effects: Mapping[str, list[EffectBin]]) -> str:
-    tables = [_effect_table(name, bins) for name, bins in effects.items() if bins]
+def _effects_html(report: Report) -> str:
+    objective = report.objective
+    tables = [_effect_table(name, bins, objective) for name, bins in report.effects.items() if bins]
     if not tables:
         return (f'<h2>Hyperparameter effects</h2>\n<p class="note">{NO_COMPLETED_TRIAL} with '
                 "diagnosis numbers: no effects to show.</p>")
     return ("<h2>Hyperparameter effects</h2>\n<p>Completed trials grouped along each "
-            "hyperparameter; the lowest mean objective is highlighted.</p>\n" + "\n".join(tables))
+            f"hyperparameter; the best mean {objective.metric} is highlighted.</p>\n" + "\n".join(tables))
 
 
-def _effect_table(name: str, bins: Sequence[EffectBin]) -> str:
-    lowest = min(item.mean_value for item in bins)
+def _effect_table(name: str, bins: Sequence[EffectBin], objective: Objective) -> str:
+    best = min((item.mean_value for item in bins), key=objective.key)
     header = "".join(f"<th>{_badge(regime)}</th>" for regime in REGIMES)
-    body = "\n".join(_effect_row_html(item, item.mean_value == lowest) for item in bins)
+    body = "\n".join(_effect_row_html(item, item.mean_value == best) for item in bins)
     return (f"<h3>{html.escape(name)}</h3>\n<table><tr><th>value</th><th>n</th>"
             f"<th>mean objective</th><th>mean gap (nats)</th>{header}</tr>\n{body}\n</table>")
 
 
-def _effect_row_html(item: EffectBin, lowest: bool) -> str:
+def _effect_row_html(item: EffectBin, best: bool) -> str:
     regimes = "".join(f"<td>{item.regimes[regime]}</td>" for regime in REGIMES)
-    return (f'{_row_start(lowest)}<td class="text">{html.escape(item.label)}</td>'
+    return (f'{_row_start(best)}<td class="text">{html.escape(item.label)}</td>'
             f"<td>{item.n}</td><td>{fmt(item.mean_value)}</td>"
             f"<td>{fmt(item.mean_gap)}</td>{regimes}</tr>")
 

@@ -61,7 +61,7 @@ def render_text(report: Report) -> str:
         console.print(line)
     completed = _completed_rows(report.rows)
     if completed:
-        ranked = sorted(completed, key=lambda row: row.value)[:TOP]
+        ranked = sorted(completed, key=lambda row: report.objective.key(row.value))[:TOP]
         console.print(_top_table(ranked, len(completed)))
     console.print(f"report: {report.html_path}")
     return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
@@ -75,7 +75,7 @@ def _summary_lines(report: Report) -> list[str]:
     regimes = ", ".join(f"{regime}: {report.counts[regime]}" for regime in REGIMES)
     best = report.best_row
     best_line = (f"{NO_COMPLETED_TRIAL}: nothing to rank yet" if best is None else
-                 f"best: trial {best.number}, objective {fmt(best.value)}, {best.regime}")
+                 f"best: trial {best.number}, {report.objective.metric} {fmt(best.value)}, {best.regime}")
     return [f"study {report.study_name}: {states_text(report.rows)}", f"regimes: {regimes}",
             best_line]
 

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from tune.contract import Curves
+from tune.contract import Curves, Objective
 from tune.engine.diagnosis import Diagnosis
 from tune.paths import artifacts_dir, mlflow_database
 from tune.report.curves import learning_curve_figure
@@ -130,13 +130,13 @@ class Tracker:
     def log_file(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
-    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str) -> None:
+    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective) -> None:
         """The regime as a tag to filter on, its numbers as metrics to sort by, and the learning
         curves with the verdict drawn on them, so the run page shows why the trial got it."""
         self.log_metrics(run_id, {f"{DIAGNOSIS_PREFIX}{key}": value for key, value in diagnosis.numbers.items()})
         self.set_tags(run_id, {REGIME_TAG: diagnosis.regime, REASON_TAG: diagnosis.reason})
         if curves:
-            figure = learning_curve_figure(curves, title=title, diagnosis=diagnosis)
+            figure = learning_curve_figure(curves, title=title, diagnosis=diagnosis, objective=objective)
             self.client.log_figure(run_id, figure, LEARNING_CURVE_FILE)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:

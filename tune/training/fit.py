@@ -21,9 +21,7 @@ from tune.contract import (
     CLEAN_TRAIN_ACCURACY,
     CLEAN_TRAIN_LOSS,
     DATA_LOSS,
-    DIRECTION,
     METRICS,
-    OBJECTIVE,
     EpochHook,
     Params,
     Splits,
@@ -64,7 +62,8 @@ def fit_model(
         verbose=0,
     )
     metrics = {key: [float(value) for value in history.history[key]] for key in METRICS}
-    return model, TrainingResult(metrics, stopped_early=len(metrics[OBJECTIVE]) < settings.epochs)
+    stopped_early = len(metrics[settings.objective.metric]) < settings.epochs
+    return model, TrainingResult(metrics, stopped_early, settings.objective)
 
 
 @contextmanager
@@ -115,17 +114,17 @@ def _callbacks(
     training."""
     callbacks = [_CleanTrainMetrics(clean_train), _DivergenceGuard(float(params["learning_rate"])), _EpochReporter(on_epoch)]
     if settings.keep_best:
-        callbacks.append(_early_stopping(int(params["early_stopping_patience"]), settings.epochs))
+        callbacks.append(_early_stopping(int(params["early_stopping_patience"]), settings))
     return callbacks
 
 
-def _early_stopping(patience: int, epochs: int) -> keras.callbacks.EarlyStopping:
-    """Patience 0 never stops but still restores the best weights at the end, so the model always
-    matches ``best_epoch``."""
+def _early_stopping(patience: int, settings: TrainSettings) -> keras.callbacks.EarlyStopping:
+    """Watches the study's objective; patience 0 never stops but still restores the best weights
+    at the end, so the model always matches ``best_epoch``."""
     return keras.callbacks.EarlyStopping(
-        monitor=OBJECTIVE,
-        mode="min" if DIRECTION == "minimize" else "max",
-        patience=patience if patience > 0 else epochs + 1,
+        monitor=settings.objective.metric,
+        mode="min" if settings.objective.direction == "minimize" else "max",
+        patience=patience if patience > 0 else settings.epochs + 1,
         restore_best_weights=True,
     )
 
