@@ -3,6 +3,7 @@ Redis (several machines) must each hand out distinct trials and keep every resul
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import optuna
 import pytest
@@ -21,6 +23,8 @@ from tune.tracking.tracker import ROLE_TAG
 
 TRIALS_PER_WORKER = 2
 WORKERS = 2
+# PostgreSQL's trust auth ignores passwords, so the workers can carry one to show it never leaks.
+PASSWORD = "pg-Se@cret-9f"
 
 
 def _answers(port: int) -> bool:
@@ -52,7 +56,7 @@ def fresh_postgresql() -> Iterator[str]:
     name = f"tune_test_{uuid.uuid4().hex[:8]}"
     with psycopg.connect("host=127.0.0.1 port=5432 dbname=test", autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://127.0.0.1:5432/{name}"
+    yield f"postgresql://{getpass.getuser()}:{quote(PASSWORD, safe='')}@127.0.0.1:5432/{name}"
     with psycopg.connect("host=127.0.0.1 port=5432 dbname=test", autocommit=True) as admin:
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
@@ -110,3 +114,16 @@ def test_parallel_workers_share_one_study(storage_url: str, tmp_path: Path) -> N
     assert len(parents) == WORKERS
     assert sorted(int(r.data.tags["tune.trial_number"]) for r in children) == list(range(len(trials)))
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {p.info.run_id for p in parents}
+    _assert_password_never_stored(tmp_path / "mlruns", [out + err for out, err in outputs])
+
+
+def _assert_password_never_stored(store: Path, outputs: list[str]) -> None:
+    """Neither the MLflow database nor any artifact nor the terminal holds the password, in clear
+    or URL-encoded (the workers' storage URL carried it for PostgreSQL)."""
+    forms = {PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD)}
+    files = [path for path in store.rglob("*") if path.is_file() and "optuna" not in path.parts]
+    assert any(path.name == "mlflow.db" for path in files)
+    for path in files:
+        content = path.read_bytes()
+        assert not any(form.encode() in content for form in forms), f"{path} holds the storage password"
+    assert not any(form in output for form in forms for output in outputs)

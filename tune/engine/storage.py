@@ -5,11 +5,10 @@ worker points at the same PostgreSQL/MySQL URL or at Redis.
 
 from __future__ import annotations
 
-import re
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import optuna
 import sqlalchemy
@@ -20,6 +19,8 @@ from tune.errors import StudyError
 from tune.paths import journal_file
 
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
+_MASK = "***"
+_SECRET_KEYS = frozenset({"password", "passwd", "pwd"})
 _RDB_ATTEMPTS = 5
 
 
@@ -28,8 +29,20 @@ def default_storage_url() -> str:
 
 
 def redact(url: str) -> str:
-    """A storage URL fit for logs: the password, if any, replaced."""
-    return re.sub(r"(//[^:/@]+:)[^@]+@", r"\1***@", url)
+    """A storage URL fit for logs and MLflow: every password replaced, in any form the drivers
+    accept. The URL is parsed the way redis-py parses it (``urllib``): the user info ends at the
+    last ``@``, so a password holding ``@`` is masked whole, and ``?password=`` is masked too."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:{_MASK}@{host}" if has_password else netloc
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    masked = [(key, _MASK if key.lower() in _SECRET_KEYS else value) for key, value in pairs]
+    if netloc == parts.netloc and masked == pairs:
+        return url  # nothing to hide; re-assembling could change how the URL is written
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(masked, safe="*")))
 
 
 def journal_path(url: str) -> Path | None:
