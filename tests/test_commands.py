@@ -166,6 +166,7 @@ def test_pruned_and_failed_trials_are_never_exported(finished: dict) -> None:
 @pytest.mark.parametrize(("overrides", "problem"), [
     (RunOverrides(trials=0), "study.trials: Input should be greater than or equal to 1"),
     (RunOverrides(timeout=0), "study.timeout: Input should be greater than 0"),
+    (RunOverrides(seed=-5), "study.sampler.seed: Input should be greater than or equal to 0"),
 ])
 def test_command_line_values_meet_the_schemas_limits(overrides: RunOverrides, problem: str) -> None:
     with pytest.raises(SpaceError, match=f"^command-line option: {problem}$"):

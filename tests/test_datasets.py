@@ -279,6 +279,23 @@ def test_npz_grayscale_is_rejected(tmp_path: Path, cache_dir: Path) -> None:
         load_dataset(str(path))
 
 
+@pytest.mark.parametrize(("overrides", "problem"), [
+    ({"y_train": np.array([0, 1, 2, 3, 0, 2**40])}, "it has 5 distinct labels but the largest is 1099511627776"),
+    ({"y_train": np.array([0, 1, 2, 3, 0, 5000])}, "it has 5 distinct labels but the largest is 5000"),
+    ({"y_test": np.array([3, 4])}, "y_test has label 4, but y_train has only classes 0..3"),
+    ({"x_train": np.zeros((6, 4, 4, 3), np.float32)}, "'x_train' is float32 of shape (6, 4, 4, 3)"),
+    ({"y_train": np.array([0, 1, 2, 3])}, "expected 6 non-negative integer labels"),
+])
+def test_npz_labels_must_be_class_indices_that_fit(
+    tmp_path: Path, cache_dir: Path, overrides: dict, problem: str,
+) -> None:
+    """A stray label once built a 5,001-class model without a word, or hung listing 2**40 classes."""
+    path = write_npz(tmp_path / "bad.npz", **overrides)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path))
+    assert problem in str(info.value) and str(path) in str(info.value)
+
+
 def test_npz_missing_key(tmp_path: Path, cache_dir: Path) -> None:
     path = tmp_path / "partial.npz"
     np.savez(path, x_train=np.zeros((1, 2, 2, 3), np.uint8))

@@ -122,6 +122,16 @@ def test_distributions_and_fixed_values_parse(tmp_path: Path) -> None:
         ({"data": {"validation_size": 0}}, "data.validation_size", "greater than 0"),
         ({"data": {"validation_size": True}}, "data.validation_size", ""),
         ({"study": {"objective": "accuracy"}}, "study.objective", "'val_data_loss' or 'val_accuracy'"),
+        ({"training": {"batch_size": 10**30}}, "training.batch_size", "must be <= 65536"),
+        ({"training": {"epochs": 10**30}}, "training.epochs", "less than or equal to 10000"),
+        ({"study": {"sampler": {"seed": -1}}}, "study.sampler.seed", "greater than or equal to 0"),
+        ({"study": {"sampler": {"seed": 10**30}}}, "study.sampler.seed", "less than or equal to 4294967295"),
+        ({"study": {"timeout": float("inf")}}, "study.timeout", "less than or equal to"),
+        ({"study": {"trials": 10**30}}, "study.trials", "less than or equal to"),
+        ({"data": {"seed": -3}}, "data.seed", "greater than or equal to 0"),
+        ({"regularization": {"l2_dense": float("nan")}}, "regularization.l2_dense", "must be finite"),
+        ({"regularization": {"early_stopping_patience": {"type": "int", "low": 0, "high": 10**30}}},
+         "regularization.early_stopping_patience", "must be <= 10000"),
         ({"study": {"objective": "val_accuracy", "direction": "minimize"}}, "study.direction",
          "'minimize' contradicts objective val_accuracy, which is maximized; drop direction"),
     ],
@@ -182,6 +192,20 @@ def test_the_objective_sets_the_direction_and_an_older_direction_key_still_loads
     assert space.train_settings(seed=0).objective == space.objective
     older = load_space(write(tmp_path, {"study": {"direction": "minimize"}}))
     assert older.objective.metric == "val_data_loss" and "direction" not in older.to_dict()["study"]
+
+
+@pytest.mark.parametrize(("name", "text", "problem"), [
+    ("space.yaml", "study:\n  trials: 3\nregularization:\n  dropout: 0.1\nstudy:\n  trials: 5\n",
+     "line 5: key 'study' appears twice in the same section"),
+    ("space.yaml", "regularization:\n  dropout: 0.1\n  dropout: 0.2\n", "line 3: key 'dropout' appears twice in the same section"),
+    ("space.json", '{"study": {"trials": 2, "trials": 3}}', "key 'trials' appears twice in the same object"),
+])
+def test_a_key_given_twice_is_an_error_not_a_silent_overwrite(tmp_path: Path, name: str, text: str, problem: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(SpaceError) as info:
+        load_space(path)
+    assert str(info.value) == f"{path}: {problem}"
 
 
 def test_binary_garbage_gets_one_line_naming_the_file(tmp_path: Path) -> None:

@@ -334,9 +334,27 @@ def _read_npz(path: Path, source: str) -> Dataset:
     for split in _SPLITS:
         _check_npz_split(arrays[f"x_{split}"], arrays[f"y_{split}"], split, source)
     y_train, y_test = _labels(arrays["y_train"]), _labels(arrays["y_test"])
-    names = tuple(str(i) for i in range(int(max(y_train.max(), y_test.max())) + 1))
+    names = tuple(str(i) for i in range(_class_count(y_train, y_test, source)))
     x_train, x_test = arrays["x_train"], arrays["x_test"]
     return Dataset(x_train, y_train, x_test, y_test, names, _describe("npz", source))
+
+
+def _class_count(y_train: np.ndarray, y_test: np.ndarray, source: str) -> int:
+    """Labels are class indices 0..K-1, each with training images: a stray large label would
+    otherwise build a model with thousands of empty classes (or hang listing 2**40 of them)."""
+    present = np.unique(y_train)
+    count = len(present)
+    if present[-1] != count - 1:
+        missing = np.setdiff1d(np.arange(min(int(present[-1]), count + 10)), present)[:5].tolist()
+        raise DataError(
+            f"data source '{source}': y_train labels must be class indices 0..K-1 with images for every "
+            f"class; it has {count} distinct labels but the largest is {int(present[-1])} (no images for {missing}...)"
+        )
+    if y_test.max() >= count:
+        raise DataError(
+            f"data source '{source}': y_test has label {int(y_test.max())}, but y_train has only classes 0..{count - 1}"
+        )
+    return count
 
 
 def _check_npz_split(x: np.ndarray, y: np.ndarray, split: str, source: str) -> None:

@@ -44,6 +44,14 @@ from tune.contract import (
 from tune.engine.diagnosis import Thresholds
 from tune.errors import SpaceError
 
+# Limits no real study comes near. Past them a value is a typo, and failing here beats a crash or
+# an endless run hours into a study.
+MAX_EPOCHS = 10_000
+MAX_BATCH_SIZE = 65_536
+MAX_COUNT = 10**9  # trials, images
+MAX_SEED = 2**32 - 1  # NumPy's and Optuna's samplers take seeds below 2**32
+MAX_TIMEOUT = 366 * 24 * 3600.0
+
 
 @dataclasses.dataclass(frozen=True)
 class Domain:
@@ -91,11 +99,11 @@ REGULARIZATION_DOMAINS: dict[str, Domain] = {
     "width_shift": Domain(float, 0.0, "random horizontal shift, fraction of the width", low=0, high=1, high_open=True),
     "height_shift": Domain(float, 0.0, "random vertical shift, fraction of the height", low=0, high=1, high_open=True),
     "zoom": Domain(float, 0.0, "random zoom range, fraction (0.1 = zoom between 0.9x and 1.1x)", low=0, high=1, high_open=True),
-    "early_stopping_patience": Domain(int, 0, "epochs without val-loss improvement before stopping; 0 = off", low=0),
+    "early_stopping_patience": Domain(int, 0, "epochs without an objective improvement before stopping; 0 = off", low=0, high=MAX_EPOCHS),
 }
 TRAINING_DOMAINS: dict[str, Domain] = {
     "learning_rate": Domain(float, 1e-3, "optimizer learning rate", low=1e-12),
-    "batch_size": Domain(int, 64, "images per training step", low=1),
+    "batch_size": Domain(int, 64, "images per training step", low=1, high=MAX_BATCH_SIZE),
     "optimizer": Domain(str, "adam", "optimizer", choices=OPTIMIZER_NAMES),
 }
 DOMAINS: dict[str, Domain] = {**REGULARIZATION_DOMAINS, **TRAINING_DOMAINS}
@@ -190,17 +198,17 @@ def _param_fields(domains: dict[str, Domain]) -> dict[str, Any]:
 
 class SamplerSettings(_Strict):
     type: Literal["tpe", "random", "qmc"] = "tpe"
-    seed: int | None = 0
-    n_startup_trials: int = Field(10, ge=0)
+    seed: int | None = Field(0, ge=0, le=MAX_SEED)
+    n_startup_trials: int = Field(10, ge=0, le=MAX_COUNT)
     multivariate: bool = True
 
 
 class PrunerSettings(_Strict):
     type: Literal["none", "median", "successive_halving", "hyperband"] = "median"
-    n_startup_trials: int = Field(5, ge=0)
-    n_warmup_steps: int = Field(1, ge=0)
-    min_resource: int = Field(1, ge=1)
-    reduction_factor: int = Field(3, ge=2)
+    n_startup_trials: int = Field(5, ge=0, le=MAX_COUNT)
+    n_warmup_steps: int = Field(1, ge=0, le=MAX_EPOCHS)
+    min_resource: int = Field(1, ge=1, le=MAX_EPOCHS)
+    reduction_factor: int = Field(3, ge=2, le=MAX_EPOCHS)
 
 
 class StudySettings(_Strict):
@@ -209,8 +217,8 @@ class StudySettings(_Strict):
     # Follows from the objective; still accepted (and checked) so older files and stored studies,
     # which spelled it out, keep loading. Never written back.
     direction: Direction | None = Field(None, exclude=True)
-    trials: int = Field(20, ge=1)
-    timeout: float | None = Field(None, gt=0)
+    trials: int = Field(20, ge=1, le=MAX_COUNT)
+    timeout: float | None = Field(None, gt=0, le=MAX_TIMEOUT)
     sampler: SamplerSettings = SamplerSettings()
     pruner: PrunerSettings = PrunerSettings()
     baseline: bool = True
@@ -237,10 +245,10 @@ class StudySettings(_Strict):
 
 class DataSettings(_Strict):
     source: str = "cifar10"
-    validation_size: StrictInt | StrictFloat = Field(5000, gt=0)
-    train_subset: int | None = Field(None, ge=1)
-    seed: int = 0
-    clean_train_size: int = Field(5000, ge=1)
+    validation_size: StrictInt | StrictFloat = Field(5000, gt=0, le=MAX_COUNT)
+    train_subset: int | None = Field(None, ge=1, le=MAX_COUNT)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    clean_train_size: int = Field(5000, ge=1, le=MAX_COUNT)
 
     @field_validator("validation_size")
     @classmethod
@@ -265,7 +273,7 @@ RegularizationSettings = create_model(
 TrainingSettings = create_model(
     "TrainingSettings",
     __base__=_ParamSection,
-    epochs=(int, Field(20, ge=1, description="maximum epochs per trial")),
+    epochs=(int, Field(20, ge=1, le=MAX_EPOCHS, description="maximum epochs per trial")),
     precision=(Literal[PRECISIONS], Field("float32", description="Keras dtype policy")),
     **_param_fields(TRAINING_DOMAINS),
 )
@@ -379,12 +387,38 @@ def load_space(path: Path) -> SearchSpace:
     except UnicodeDecodeError as exc:
         raise SpaceError(f"{path}: not a text file: byte {exc.start} is not UTF-8") from None
     try:
-        raw = json.loads(text) if Path(path).suffix == ".json" else yaml.safe_load(text)
+        raw = json.loads(text, object_pairs_hook=_unique_keys) if Path(path).suffix == ".json" else yaml.load(text, _UniqueKeyLoader)
     except json.JSONDecodeError as exc:
         raise SpaceError(f"{path}: not valid JSON: {exc}") from None
     except yaml.YAMLError as exc:
         raise SpaceError(f"{path}: not valid YAML: {exc}") from None
+    except _DuplicateKey as exc:
+        raise SpaceError(f"{path}: {exc}") from None
     return validate_space(raw or {}, Path(path))
+
+
+class _DuplicateKey(ValueError):
+    """A key given twice: YAML and JSON loaders silently keep the last, dropping a value or a
+    whole section the user meant to set."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in the same section")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    twice = next((key for key in keys if keys.count(key) > 1), None)
+    if twice is not None:
+        raise _DuplicateKey(f"key {twice!r} appears twice in the same object")
+    return dict(pairs)
 
 
 SPACE_FORMATS = ("yaml", "json")
