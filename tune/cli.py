@@ -6,8 +6,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -155,9 +153,9 @@ def ui(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Open the MLflow UI on these stores, bound to 127.0.0.1."""
+    from tune.commands.ui import LOOPBACK, serve, ui_command
     from tune.tracking.tracker import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C to stop)")
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    raise typer.Exit(subprocess.call(command))
+    typer.echo(f"MLflow UI on http://{LOOPBACK}:{port} for {uri} (Ctrl-C to stop)")
+    raise typer.Exit(serve(ui_command(uri, port)))
