@@ -74,6 +74,7 @@ class RecordedRun:
     diagnosis: Diagnosis | None = None
     title: str | None = None
     state: TrialState | None = None
+    failure: str | None = None
 
     def series(self, key: str) -> list[float]:
         return [value for _, value in self.metrics.get(key, [])]
@@ -100,9 +101,9 @@ class RecordingTracker:
         assert len(curves.get(objective.metric, [])) == len(run.metrics.get(objective.metric, [])), "the curves of every epoch"
         run.diagnosis, run.title = diagnosis, title
 
-    def finish_trial(self, run_id: str, state: TrialState) -> None:
+    def finish_trial(self, run_id: str, state: TrialState, failure: str | None) -> None:
         assert self.runs[run_id].state is None, "a run is finished once"
-        self.runs[run_id].state = state
+        self.runs[run_id].state, self.runs[run_id].failure = state, failure
 
     def of_trial(self, number: int) -> RecordedRun:
         (run,) = [run for run in self.runs.values() if run.number == number]

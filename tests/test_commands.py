@@ -213,3 +213,20 @@ def test_an_accuracy_objective_ranks_exports_and_reports_by_validation_accuracy(
         run_study(write_space(space, raw), RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer)
     reopened = optuna.load_study(study_name="by-accuracy", storage=open_storage(None))
     assert len(reopened.trials) == 4 and reopened.user_attrs[SPACE_ATTR]["study"]["objective"] == "val_accuracy"
+
+
+def test_a_run_whose_every_trial_failed_says_why_and_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNE_STORE_DIR", str(tmp_path / "mlruns"))
+    monkeypatch.delenv("TUNE_STORAGE", raising=False)
+    space = write_space(tmp_path / "space.yaml", tiny_space(study={"name": "doomed", "trials": 2, "pruner": {"type": "none"}}))
+    lines: list[str] = []
+    trainer = ScriptedTrainer(diverges_after=lambda params: 1)
+    with pytest.raises(StudyError, match=r"^all 2 trials of this run failed; the last: training diverged in epoch 2/3: loss=nan$"):
+        run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer)
+    assert sum("FAIL" in line and "(training diverged in epoch 2/3" in line for line in lines) == 2
+    client = MlflowClient(f"sqlite:///{mlflow_database().resolve()}")
+    experiment = client.get_experiment_by_name("doomed")
+    (parent,) = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'study'")
+    assert parent.info.status == "FAILED"
+    children = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'")
+    assert [run.data.tags["tune.failure"] for run in children] == ["training diverged in epoch 2/3: loss=nan"] * 2

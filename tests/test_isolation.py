@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 
 import pytest
 
@@ -10,7 +12,7 @@ from tune.contract import DEFAULT_OBJECTIVE, TrainSettings
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine.space import DEFAULTS
-from tune.errors import TrainingDiverged
+from tune.errors import TrainingDiverged, TrialProcessDied
 from tune.training.fit import train_model
 from tune.training.isolated import FIT_MODULE, train_isolated
 
@@ -48,3 +50,16 @@ def test_training_errors_reach_the_parent() -> None:
         train_isolated({**DEFAULTS, "learning_rate": 1e9}, SPLITS, SETTINGS, lambda e, logs: None)
     with pytest.raises(RuntimeError, match="KeyError: 'nope'"):
         train_isolated(DEFAULTS, SPLITS, TrainSettings("nope", epochs=2, seed=0), lambda e, logs: None)
+
+
+def test_a_killed_training_process_fails_the_trial_with_the_signal_named() -> None:
+    """What the out-of-memory killer does: SIGKILL to the trial's process mid-training."""
+
+    def kill_the_child(epoch: int, logs: dict[str, float]) -> None:
+        (child,) = multiprocessing.active_children()
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(10)
+
+    with pytest.raises(TrialProcessDied, match="killed by SIGKILL \\(the out-of-memory killer sends SIGKILL\\)"):
+        train_isolated(DEFAULTS, SPLITS, TrainSettings("seed_cnn", epochs=5, seed=0, clean_train_size=50), kill_the_child)
+    assert not multiprocessing.active_children()

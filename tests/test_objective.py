@@ -12,7 +12,7 @@ from conftest import tiny_space
 from optuna.trial import TrialState
 from scripted import EPOCHS, SPLITS, RecordingTracker, ScriptedTrainer, regularized_curves
 
-from tune.contract import DEFAULT_OBJECTIVE, GAP_LOSS
+from tune.contract import DEFAULT_OBJECTIVE, GAP_LOSS, EpochHook, Params, Splits, Trainer, TrainingResult, TrainSettings
 from tune.engine import trial_record
 from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED
 from tune.engine.objective import NO_EPOCH, TrialContext, make_objective
@@ -27,7 +27,7 @@ from tune.engine.study import (
     stored_space,
     suggest_params,
 )
-from tune.errors import SpaceError, StudyError, TrainingDiverged
+from tune.errors import SpaceError, StudyError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SEED = 100
@@ -44,16 +44,16 @@ def space(**sections: dict[str, Any]) -> SearchSpace:
 
 
 def run(
-    trials: list[dict[str, Any]], trainer: ScriptedTrainer | None = None,
+    trials: list[dict[str, Any]], trainer: Trainer | None = None,
     pruner: optuna.pruners.BasePruner | None = None, **sections: dict[str, Any],
-) -> tuple[optuna.Study, RecordingTracker, ScriptedTrainer]:
+) -> tuple[optuna.Study, RecordingTracker, Any]:
     """The given dropout values as trials of an in-memory study, through the real objective."""
     study = optuna.create_study(pruner=pruner or optuna.pruners.NopPruner())
     for params in trials:
         study.enqueue_trial(params)
     tracker, trainer = RecordingTracker(), trainer or ScriptedTrainer()
     ctx = TrialContext(space(**sections), SPLITS, "scripted", "parent-run", SEED)
-    study.optimize(make_objective(ctx, tracker, trainer), n_trials=len(trials), catch=(TrainingDiverged,))
+    study.optimize(make_objective(ctx, tracker, trainer), n_trials=len(trials), catch=(Exception,))
     return study, tracker, trainer
 
 
@@ -107,6 +107,24 @@ def test_a_diverged_trial_fails_with_the_epochs_it_finished() -> None:
     assert len(failed.user_attrs["curves"][DEFAULT_OBJECTIVE.metric]) == 2
     assert tracker.of_trial(0).state == TrialState.FAIL and tracker.of_trial(0).title == "scripted trial 0 (fail)"
     assert trial_record.completed_trials(study.trials) == [complete]
+    reason = "training diverged in epoch 3/8: loss=nan"
+    assert trial_record.trial_failure(failed) == tracker.of_trial(0).failure == reason, "stored, not only printed"
+    assert trial_record.trial_failure(complete) is None and tracker.of_trial(1).failure is None
+
+
+def test_any_error_inside_a_trial_fails_that_trial_with_its_reason_and_the_study_goes_on() -> None:
+    scripted = ScriptedTrainer()
+
+    def crashes_on_high_dropout(params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
+        if params["dropout"] > 0.8:
+            raise ValueError("a bug inside TensorFlow")
+        return scripted(params, splits, settings, on_epoch)
+
+    study, tracker, _ = run([{"dropout": 0.95}, {"dropout": 0.5}], crashes_on_high_dropout)
+    failed, complete = study.trials
+    assert (failed.state, complete.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert trial_record.trial_failure(failed) == "ValueError: a bug inside TensorFlow" == tracker.of_trial(0).failure
+    assert tracker.of_trial(0).diagnosis.reason == NO_EPOCH
 
 
 def test_a_trial_that_fails_before_its_first_epoch_has_no_curves() -> None:

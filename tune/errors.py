@@ -24,5 +24,10 @@ class StudyError(TuneError):
     """A study or its storage cannot be opened, or holds nothing to use."""
 
 
+class TrialProcessDied(TuneError):
+    """A trial's training process ended without a result (killed, out of memory, a crash inside
+    TensorFlow); the trial is failed, the study goes on."""
+
+
 class TrainingDiverged(TuneError):
     """Training produced a non-finite loss; the trial is failed, the study goes on."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 from tune.contract import Splits, Trainer
 from tune.data.sources import load_dataset
@@ -18,7 +19,7 @@ from tune.engine.objective import TrialContext, make_objective
 from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.engine.storage import default_storage_url, redact
 from tune.engine.study import open_study, study_objective
-from tune.errors import TrainingDiverged
+from tune.errors import StudyError
 from tune.report.publish import publish_report
 from tune.report.text import render_text
 from tune.tracking.provenance import provenance_tags
@@ -61,7 +62,16 @@ def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     epochs = len(trial.intermediate_values)
     regime = trial_record.trial_regime(trial)
     best = " *best*" if trial.value is not None and trial.number == study.best_trial.number else ""
-    return f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} {regime}{best}"
+    failure = trial_record.trial_failure(trial)
+    why = f"  ({failure.splitlines()[0]})" if failure else ""
+    return f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} {regime}{best}{why}"
+
+
+def _check_not_all_failed(finished: list[optuna.trial.FrozenTrial]) -> None:
+    """One failed trial is the study's business; all of them failing is the user's."""
+    if finished and all(trial.state == TrialState.FAIL for trial in finished):
+        last = trial_record.trial_failure(finished[-1]) or "no reason recorded"
+        raise StudyError(f"all {len(finished)} trials of this run failed; the last: {last}")
 
 
 def _start_parent(tracker: Tracker, space: SearchSpace, name: str, path: Path, storage: str | None) -> str:
@@ -89,12 +99,13 @@ def run_study(
     tracker = Tracker(name, tracking_uri)
     parent = _start_parent(tracker, space, name, path, storage)
     ctx = TrialContext(space, splits, name, parent, space.study.sampler.seed or 0)
-    status = "FAILED"
+    status, finished = "FAILED", []
     try:
         study.optimize(
             make_objective(ctx, tracker, trainer), n_trials=space.study.trials, timeout=space.study.timeout,
-            catch=(TrainingDiverged,), callbacks=[lambda s, t: echo(_trial_line(s, t))],
+            catch=(Exception,), callbacks=[lambda s, t: (finished.append(t), echo(_trial_line(s, t)))],
         )
+        _check_not_all_failed(finished)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

@@ -21,9 +21,11 @@ from tune.engine import trial_record
 from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis, diagnose
 from tune.engine.space import SearchSpace
 from tune.engine.study import suggest_params
+from tune.errors import TuneError
 from tune.training.isolated import train_isolated
 
 NO_EPOCH = "no epoch finished: the trial failed before its first epoch ended"
+INTERRUPTED = "interrupted"
 
 
 class TrialTracker(Protocol):
@@ -33,7 +35,7 @@ class TrialTracker(Protocol):
     def start_trial(self, parent_id: str, number: int, params: Params, study_name: str) -> str: ...
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None: ...
     def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective) -> None: ...
-    def finish_trial(self, run_id: str, state: TrialState) -> None: ...
+    def finish_trial(self, run_id: str, state: TrialState, failure: str | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def make_objective(
         run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
         trial.set_user_attr(trial_record.RUN_ID, run_id)
         curves: defaultdict[str, list[float]] = defaultdict(list)
-        state = TrialState.FAIL
+        state, failure = TrialState.FAIL, None
         try:
             settings = ctx.space.train_settings(ctx.seed + trial.number)
             result = trainer(params, ctx.splits, settings, _epoch_hook(trial, tracker, run_id, curves, settings.objective))
@@ -64,8 +66,11 @@ def make_objective(
         except optuna.TrialPruned:
             state = TrialState.PRUNED
             raise
+        except BaseException as exc:
+            failure = _failure_text(exc)
+            raise
         finally:
-            _record(trial, ctx, tracker, run_id, dict(curves), state)
+            _record(trial, ctx, tracker, run_id, dict(curves), state, failure)
 
     return objective
 
@@ -89,6 +94,13 @@ def _epoch_hook(
     return on_epoch
 
 
+def _failure_text(exc: BaseException) -> str:
+    """Our own errors already read as a reason; anything else keeps its type, which says most."""
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    return str(exc) if isinstance(exc, TuneError) else f"{type(exc).__name__}: {exc}"
+
+
 def _diagnose(curves: Curves, ctx: TrialContext) -> Diagnosis:
     if not curves:
         return Diagnosis(INCONCLUSIVE, NO_EPOCH, {})
@@ -97,12 +109,12 @@ def _diagnose(curves: Curves, ctx: TrialContext) -> Diagnosis:
 
 def _record(
     trial: optuna.Trial, ctx: TrialContext, tracker: TrialTracker, run_id: str, curves: Curves,
-    state: TrialState,
+    state: TrialState, failure: str | None,
 ) -> None:
     diagnosis = _diagnose(curves, ctx)
-    trial_record.store(trial, diagnosis, curves)
+    trial_record.store(trial, diagnosis, curves, failure)
     if curves:
         tracker.log_metrics(run_id, at_best_epoch(curves, ctx.space.objective))
     title = f"{ctx.study_name} trial {trial.number} ({state.name.lower()})"
     tracker.log_diagnosis(run_id, diagnosis, curves, title, ctx.space.objective)
-    tracker.finish_trial(run_id, state)
+    tracker.finish_trial(run_id, state, failure)

@@ -15,16 +15,24 @@ from tune.contract import HONEST_CURVES, Curves
 from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis
 
 REGIME, DIAGNOSIS, CURVES, BASELINE, RUN_ID = "regime", "diagnosis", "curves", "baseline", "mlflow_run_id"
+FAILURE = "failure"
 _REASON = "reason"
 NO_COMPLETED_TRIAL = "no completed trial"
 NOT_RECORDED = "no diagnosis recorded: the trial ended before it could be diagnosed"
 
 
-def store(trial: optuna.Trial, diagnosis: Diagnosis, curves: Curves) -> None:
-    """Curves are rounded to 6 digits: enough for plots, and the journal stays small."""
+def store(trial: optuna.Trial, diagnosis: Diagnosis, curves: Curves, failure: str | None) -> None:
+    """Curves are rounded to 6 digits: enough for plots, and the journal stays small. Optuna keeps
+    no reason for a failed trial, so ``failure`` says why it failed."""
+    if failure is not None:
+        trial.set_user_attr(FAILURE, failure)
     trial.set_user_attr(REGIME, diagnosis.regime)
     trial.set_user_attr(DIAGNOSIS, {_REASON: diagnosis.reason, **diagnosis.numbers})
     trial.set_user_attr(CURVES, {k: [round(v, 6) for v in vs] for k, vs in curves.items()})
+
+
+def trial_failure(trial: FrozenTrial) -> str | None:
+    return trial.user_attrs.get(FAILURE)
 
 
 def completed_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:

@@ -32,9 +32,11 @@ TRIAL_TAG = "tune.trial_number"
 STATE_TAG = "tune.trial_state"
 REGIME_TAG = "tune.regime"
 REASON_TAG = "tune.diagnosis"
+FAILURE_TAG = "tune.failure"
 DIAGNOSIS_PREFIX = "diagnosis."
 _RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 _MAX_PARAM_LENGTH = 6000
+_MAX_TAG_LENGTH = 5000  # MLflow's limit is 8000 on current servers; a traceback's end says most
 LEARNING_CURVE_FILE = "learning_curve.png"
 SOURCE_TRIAL_TAG = "tune.source_trial"
 SEED_TAG = "tune.seed"
@@ -142,9 +144,10 @@ class Tracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def finish_trial(self, run_id: str, state: TrialState) -> None:
-        """Record how the trial ended; pruned trials show as KILLED in the MLflow UI."""
-        self.set_tags(run_id, {STATE_TAG: state.name})
+    def finish_trial(self, run_id: str, state: TrialState, failure: str | None) -> None:
+        """Record how the trial ended, and why if it failed; pruned trials show as KILLED in the
+        MLflow UI."""
+        self.set_tags(run_id, {STATE_TAG: state.name, **({FAILURE_TAG: failure[-_MAX_TAG_LENGTH:]} if failure else {})})
         self.client.set_terminated(run_id, _RUN_STATUS[state])
 
     def start_retrain(self, parent_id: str | None, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:

@@ -11,14 +11,16 @@ child sends each epoch's metrics over a pipe and waits for the parent's word to 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
+import signal
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
 from tune.contract import EpochHook, Params, Splits, TrainingResult, TrainSettings
-from tune.errors import TuneError
+from tune.errors import TrialProcessDied, TuneError
 
 # The module the fork server imports before forking: where ``train_model`` lives.
 FIT_MODULE = "tune.training.fit"
@@ -59,7 +61,25 @@ def _receive(conn: Connection, process: multiprocessing.process.BaseProcess) -> 
         return conn.recv()
     except EOFError:
         process.join(5)
-        raise RuntimeError(f"the trial's training process died (exit code {process.exitcode})") from None
+        raise TrialProcessDied(_death(process.exitcode)) from None
+
+
+def _send(conn: Connection, process: multiprocessing.process.BaseProcess, message: object) -> None:
+    try:
+        conn.send(message)
+    except OSError:  # the pipe broke: the child died between two epochs
+        process.join(5)
+        raise TrialProcessDied(_death(process.exitcode)) from None
+
+
+def _death(exitcode: int | None) -> str:
+    """Negative exit codes are signals; SIGKILL with no one at the keyboard is usually the
+    out-of-memory killer, which is worth saying."""
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name
+        hint = " (the out-of-memory killer sends SIGKILL)" if -exitcode == signal.SIGKILL else ""
+        return f"the trial's training process was killed by {name}{hint}"
+    return f"the trial's training process died (exit code {exitcode})"
 
 
 def train_isolated(params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
@@ -80,9 +100,10 @@ def train_isolated(params: Params, splits: Splits, settings: TrainSettings, on_e
             try:
                 on_epoch(*payload)
             except BaseException:
-                conn.send(_STOP)
+                with contextlib.suppress(OSError):  # a child already gone needs no stop
+                    conn.send(_STOP)
                 raise
-            conn.send(_GO)
+            _send(conn, process, _GO)
     finally:
         process.join(60)
         if process.is_alive():
