@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import signal
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from tune.engine.space import SPACE_FORMATS
-from tune.errors import TuneError
+from tune.errors import Interrupted, TuneError
 
 app = typer.Typer(
     help="Find how much regularization a Keras image model needs (Optuna + MLflow).",
@@ -53,7 +54,8 @@ def _quiet_libraries() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # our own line per trial says how each ended, with the reason; Optuna's would add tracebacks
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
@@ -74,7 +76,13 @@ def run(
 
     _quiet_libraries()
     overrides = RunOverrides(trials=trials, timeout=timeout, data=data, study=study, seed=seed)
-    result = run_study(space, overrides, storage=storage, tracking_uri=tracking_uri, echo=typer.echo)
+    try:
+        result = run_study(space, overrides, storage=storage, tracking_uri=tracking_uri, echo=typer.echo)
+    except KeyboardInterrupt as stop:
+        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+        typer.echo(f"interrupted by {signal.Signals(signum).name}: the running trial is marked failed and every finished "
+                   "one is kept; run the same command again to resume", err=True)
+        raise typer.Exit(128 + signum) from None
     typer.echo(f"done: {len(result.trials)} trials in study {result.study_name!r}; see them with `make ui`")
 
 

@@ -24,6 +24,16 @@ class StudyError(TuneError):
     """A study or its storage cannot be opened, or holds nothing to use."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised the way Ctrl-C raises KeyboardInterrupt, so that every cleanup
+    Ctrl-C runs (the trial failed as interrupted, its process gone, MLflow runs closed) runs for
+    them too."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class TrialProcessDied(TuneError):
     """A trial's training process ended without a result (killed, out of memory, a crash inside
     TensorFlow); the trial is failed, the study goes on."""

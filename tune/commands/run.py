@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import optuna
 from optuna.trial import TrialState
@@ -15,11 +18,11 @@ from tune.contract import Splits, Trainer
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine import trial_record
-from tune.engine.objective import TrialContext, make_objective
+from tune.engine.objective import INTERRUPTED, TrialContext, make_objective
 from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.engine.storage import default_storage_url, redact
 from tune.engine.study import open_study, study_objective
-from tune.errors import StudyError
+from tune.errors import Interrupted, StudyError
 from tune.report.publish import publish_report
 from tune.report.text import render_text
 from tune.tracking.provenance import provenance_tags
@@ -67,6 +70,20 @@ def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     return f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} {regime}{best}{why}"
 
 
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """TERM and HUP (a closed terminal, a scheduler's stop) end the run the way Ctrl-C does."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _check_not_all_failed(finished: list[optuna.trial.FrozenTrial]) -> None:
     """One failed trial is the study's business; all of them failing is the user's."""
     if finished and all(trial.state == TrialState.FAIL for trial in finished):
@@ -101,14 +118,16 @@ def run_study(
     ctx = TrialContext(space, splits, name, parent, space.study.sampler.seed or 0)
     status, finished = "FAILED", []
     try:
-        study.optimize(
-            make_objective(ctx, tracker, trainer), n_trials=space.study.trials, timeout=space.study.timeout,
-            catch=(Exception,), callbacks=[lambda s, t: (finished.append(t), echo(_trial_line(s, t)))],
-        )
+        with _signals_interrupt():
+            study.optimize(
+                make_objective(ctx, tracker, trainer), n_trials=space.study.trials, timeout=space.study.timeout,
+                catch=(Exception,), callbacks=[lambda s, t: (finished.append(t), echo(_trial_line(s, t)))],
+            )
         _check_not_all_failed(finished)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
+        tracker.close_open_children(parent, INTERRUPTED)
         raise
     finally:
         echo(render_text(publish_report(study, tracker, parent)))

@@ -53,12 +53,12 @@ def make_objective(
     ctx: TrialContext, tracker: TrialTracker, trainer: Trainer = train_isolated
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
-        params = suggest_params(trial, ctx.space)
-        run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
-        trial.set_user_attr(trial_record.RUN_ID, run_id)
         curves: defaultdict[str, list[float]] = defaultdict(list)
-        state, failure = TrialState.FAIL, None
-        try:
+        state, failure, run_id = TrialState.FAIL, None, None
+        try:  # from the first step, so a failure or Ctrl-C at any point is recorded
+            params = suggest_params(trial, ctx.space)
+            run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
+            trial.set_user_attr(trial_record.RUN_ID, run_id)
             settings = ctx.space.train_settings(ctx.seed + trial.number)
             result = trainer(params, ctx.splits, settings, _epoch_hook(trial, tracker, run_id, curves, settings.objective))
             state = TrialState.COMPLETE
@@ -108,11 +108,13 @@ def _diagnose(curves: Curves, ctx: TrialContext) -> Diagnosis:
 
 
 def _record(
-    trial: optuna.Trial, ctx: TrialContext, tracker: TrialTracker, run_id: str, curves: Curves,
+    trial: optuna.Trial, ctx: TrialContext, tracker: TrialTracker, run_id: str | None, curves: Curves,
     state: TrialState, failure: str | None,
 ) -> None:
     diagnosis = _diagnose(curves, ctx)
     trial_record.store(trial, diagnosis, curves, failure)
+    if run_id is None:  # stopped before its MLflow run existed
+        return
     if curves:
         tracker.log_metrics(run_id, at_best_epoch(curves, ctx.space.objective))
     title = f"{ctx.study_name} trial {trial.number} ({state.name.lower()})"

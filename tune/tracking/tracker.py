@@ -172,6 +172,14 @@ class Tracker:
     def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
 
+    def close_open_children(self, parent_id: str, failure: str) -> None:
+        """A run stopped between creating a trial's MLflow run and recording it (Ctrl-C at the
+        wrong moment) must not stay RUNNING for ever."""
+        query = f"tags.`{PARENT_TAG}` = '{parent_id}' and attributes.status = 'RUNNING'"
+        for run in self.client.search_runs([self.experiment_id], query):
+            self.set_tags(run.info.run_id, {FAILURE_TAG: failure})
+            self.client.set_terminated(run.info.run_id, "FAILED")
+
     def latest_parent(self) -> str | None:
         """The newest parent run of the study, where export and report artifacts belong."""
         runs = self.client.search_runs(

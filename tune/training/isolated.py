@@ -104,6 +104,9 @@ def train_isolated(params: Params, splits: Splits, settings: TrainSettings, on_e
                     conn.send(_STOP)
                 raise
             _send(conn, process, _GO)
+    except KeyboardInterrupt:
+        process.kill()  # the user wants out now, not at the end of the epoch
+        raise
     finally:
         process.join(60)
         if process.is_alive():

@@ -1,0 +1,86 @@
+"""`tune run` stopped by real signals on real processes: the running trial ends as FAIL with the
+reason "interrupted", its training process is gone, no MLflow run is left RUNNING, one line says
+how to resume, and the exit status is 128 + the signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import psutil
+import pytest
+from conftest import ROOT, tiny_space, write_space
+from mlflow.tracking import MlflowClient
+
+from tune.engine.storage import open_storage
+
+STUDY = "interrupted"
+
+
+def start_study(tmp_path: Path) -> subprocess.Popen[bytes]:
+    space = write_space(tmp_path / "space.yaml", tiny_space(
+        study={"name": STUDY, "trials": 50, "pruner": {"type": "none"}}, training={"epochs": 8},
+    ))
+    env = {**os.environ, "TUNE_STORE_DIR": str(tmp_path / "mlruns"), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("TUNE_STORAGE", None)
+    with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err:
+        return subprocess.Popen([sys.executable, "-m", "tune", "run", str(space)], cwd=ROOT, env=env, stdout=out, stderr=err)
+
+
+def wait_until_training(tmp_path: Path, number: int, tune: subprocess.Popen[bytes], timeout: float = 240) -> None:
+    """Until trial ``number`` has reported an epoch: then it is mid-training, the moment that matters."""
+    journal = tmp_path / "mlruns/optuna/journal.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert tune.poll() is None, f"tune run ended early: {(tmp_path / 'err.txt').read_text()[-3000:]}"
+        if journal.exists():
+            trials = optuna.load_study(study_name=STUDY, storage=open_storage(f"journal:{journal}")).trials
+            if len(trials) > number and trials[number].intermediate_values:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"trial {number} reported no epoch within {timeout:.0f} s")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_signal_mid_study_fails_the_running_trial_closes_every_run_and_says_how_to_resume(
+    tmp_path: Path, sig: signal.Signals,
+) -> None:
+    tune = start_study(tmp_path)
+    try:
+        wait_until_training(tmp_path, 1, tune)
+        trainers = psutil.Process(tune.pid).children(recursive=True)
+        started = time.monotonic()
+        os.kill(tune.pid, sig)
+        try:
+            tune.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.kill(tune.pid, signal.SIGABRT)  # faulthandler prints where it hangs
+            tune.wait(10)
+            raise AssertionError(f"hung after {sig.name}:\n{(tmp_path / 'err.txt').read_text()[-6000:]}") from None
+        waited = time.monotonic() - started
+    finally:
+        if tune.poll() is None:
+            tune.kill()
+    err = (tmp_path / "err.txt").read_text()
+    assert tune.returncode == 128 + sig, err[-2000:]
+    assert waited < 60, f"took {waited:.0f} s to stop"
+    assert f"interrupted by {sig.name}" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err, err[-2000:]
+    psutil.wait_procs(trainers, timeout=10)
+    assert not [p for p in trainers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], "no training process left"
+
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(f"journal:{tmp_path / 'mlruns/optuna/journal.log'}"))
+    states = [trial.state for trial in study.trials]
+    assert states[0] == optuna.trial.TrialState.COMPLETE and optuna.trial.TrialState.RUNNING not in states
+    (failed,) = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.FAIL]
+    assert failed.user_attrs["failure"] == "interrupted"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns/mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
+    assert {run.info.status for run in runs} <= {"FINISHED", "FAILED", "KILLED"}
+    assert [run.data.tags.get("tune.failure") for run in runs if run.info.status == "FAILED"] == ["interrupted"]
