@@ -22,17 +22,20 @@ SEEDS ?=
 EPOCHS ?=
 FULL ?=
 PYTEST_ARGS ?=
+BUDGET ?= 1200
+CIFAR_ARCHIVE := ../shared/data/cifar10-jpeg.tar.gz
+PEERS_DATA := $(if $(wildcard $(CIFAR_ARCHIVE)),$(CIFAR_ARCHIVE),cifar10)
 
 common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
 run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
 	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
 
-.PHONY: help tune workers test bench ui export report train compare venv
+.PHONY: help tune workers test bench bench-peers ui export report train compare venv
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
-	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT TOP_K FORMAT CONFIG SEEDS EPOCHS FULL"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT TOP_K FORMAT CONFIG SEEDS EPOCHS FULL BUDGET"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tune needs Python 3.11+"'
@@ -56,6 +59,9 @@ test: $(STAMP) ## the fast test suite (synthetic data, one small end-to-end run)
 
 bench: $(STAMP) ## real-data checks and benchmarks; results in mlruns/bench/results.json
 	$(BIN)/python -m pytest -m slow -s $(PYTEST_ARGS)
+
+bench-peers: $(STAMP) ## race tune, KerasTuner Hyperband, Optuna TPE + median and random search, BUDGET s each [DATA=]; results in mlruns/bench/peers/
+	$(BIN)/python -m tune.bench.peers race --budget $(BUDGET) --data '$(or $(DATA),$(PEERS_DATA))'
 
 train: $(STAMP) ## retrain CONFIG (an export) on the whole training set, test once, register [SEEDS= EPOCHS= DATA= FULL=1]
 	$(BIN)/tune train '$(or $(CONFIG),mlruns/exports/$(notdir $(basename $(SPACE)))-best.yaml)' $(if $(SEEDS),--seeds $(SEEDS)) \

@@ -37,7 +37,7 @@ TrackingUri = Annotated[
 ]
 
 
-def _user_errors(command: F) -> F:
+def user_errors(command: F) -> F:
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -49,7 +49,7 @@ def _user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import optuna
@@ -60,7 +60,7 @@ def _quiet_libraries() -> None:
 
 
 @app.command()
-@_user_errors
+@user_errors
 def run(
     space: Annotated[Path, typer.Argument(help="search-space YAML file")],
     trials: Annotated[int | None, typer.Option(help="trials to run in this process")] = None,
@@ -74,7 +74,7 @@ def run(
     """Run (or resume) the study a search-space file describes."""
     from tune.commands.run import RunOverrides, run_study
 
-    _quiet_libraries()
+    quiet_libraries()
     overrides = RunOverrides(trials=trials, timeout=timeout, data=data, study=study, seed=seed)
     try:
         result = run_study(space, overrides, storage=storage, tracking_uri=tracking_uri, echo=typer.echo)
@@ -87,7 +87,7 @@ def run(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def export(
     study_or_space: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
     out: Annotated[Path | None, typer.Option(help="output file, or folder with --top-k > 1 [default: mlruns/exports/]")] = None,
@@ -99,13 +99,13 @@ def export(
     """Write the best trials as fixed-value configs that `tune run` loads directly."""
     from tune.commands.export import export_best
 
-    _quiet_libraries()
+    quiet_libraries()
     for path in export_best(study_or_space, storage=storage, tracking_uri=tracking_uri, out=out, top_k=top_k, fmt=fmt.value):
         typer.echo(str(path))
 
 
 @app.command()
-@_user_errors
+@user_errors
 def train(
     config: Annotated[Path, typer.Argument(help="a fixed config, as tune export writes")],
     data: Annotated[str | None, typer.Option(help="data source [default: the config's]")] = None,
@@ -117,12 +117,12 @@ def train(
     """Retrain a fixed config on the whole training set, test it once, register the model."""
     from tune.commands.train import train_config
 
-    _quiet_libraries()
+    quiet_libraries()
     train_config(config, data=data, seeds=seeds, epochs=epochs, full=full, tracking_uri=tracking_uri, echo=typer.echo)
 
 
 @app.command()
-@_user_errors
+@user_errors
 def compare(
     study_or_space: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
     seeds: Annotated[int, typer.Option(min=1, help="retrain each config with seeds 0..N-1")] = 1,
@@ -134,13 +134,13 @@ def compare(
     """Seed 000's model against the study's best config, both retrained and tested once."""
     from tune.commands.compare import compare_study
 
-    _quiet_libraries()
+    quiet_libraries()
     compare_study(study_or_space, storage=storage, tracking_uri=tracking_uri, seeds=seeds, epochs=epochs,
                   data=data, echo=typer.echo)
 
 
 @app.command()
-@_user_errors
+@user_errors
 def report(
     study: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
     storage: Storage = None,
@@ -151,7 +151,7 @@ def report(
     from tune.report.publish import report_study
     from tune.report.text import render_text
 
-    _quiet_libraries()
+    quiet_libraries()
     typer.echo(render_text(report_study(study_name_of(study), storage=storage, tracking_uri=tracking_uri)))
 
 

@@ -51,7 +51,7 @@ def fit_model(
     keras.utils.set_random_seed(settings.seed)
     with _dtype_policy(settings.precision):
         model = build_model(settings.model_name, params, splits.x_train.shape[1:], len(splits.class_names))
-    _compile(model, params)
+    compile_model(model, params)
     clean_train = eval_dataset(*clean_subset(splits, settings.clean_train_size, settings.seed))
     history = model.fit(
         train_dataset(splits.x_train, splits.y_train, int(params["batch_size"]), settings.seed),
@@ -77,9 +77,10 @@ def _dtype_policy(precision: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def _compile(model: keras.Model, params: Params) -> None:
+def compile_model(model: keras.Model, params: Params) -> None:
     """``loss`` includes the L1/L2 penalty; ``data_loss`` does not, so trials with different
-    penalties can be compared (and pruned) on the same scale."""
+    penalties can be compared (and pruned) on the same scale. Public so the tuners that
+    ``tune.bench.peers`` races train exactly the model ``tune`` trains."""
     model.compile(
         optimizer=_OPTIMIZERS[str(params["optimizer"])](float(params["learning_rate"])),
         loss=keras.losses.SparseCategoricalCrossentropy(),

@@ -1,0 +1,1 @@
+"""Benchmarks that need more than pytest: races between `tune` and other tuners."""
