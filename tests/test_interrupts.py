@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,14 +23,14 @@ from tune.engine.storage import open_storage
 STUDY = "interrupted"
 
 
-def start_study(tmp_path: Path) -> subprocess.Popen[bytes]:
+def start_study(tmp_path: Path, trials: int = 50, log: str = "") -> subprocess.Popen[bytes]:
     space = write_space(tmp_path / "space.yaml", tiny_space(
-        study={"name": STUDY, "trials": 50, "pruner": {"type": "none"}}, training={"epochs": 8},
+        study={"name": STUDY, "trials": trials, "pruner": {"type": "none"}}, training={"epochs": 8},
     ))
     env = {**os.environ, "TUNE_STORE_DIR": str(tmp_path / "mlruns"), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("TUNE_STORAGE", None)
-    with (tmp_path / "out.txt").open("w") as out, (tmp_path / "err.txt").open("w") as err:
+    with (tmp_path / f"out{log}.txt").open("w") as out, (tmp_path / f"err{log}.txt").open("w") as err:
         return subprocess.Popen([sys.executable, "-m", "tune", "run", str(space)], cwd=ROOT, env=env, stdout=out, stderr=err)
 
 
@@ -84,3 +85,33 @@ def test_a_signal_mid_study_fails_the_running_trial_closes_every_run_and_says_ho
     runs = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
     assert {run.info.status for run in runs} <= {"FINISHED", "FAILED", "KILLED"}
     assert [run.data.tags.get("tune.failure") for run in runs if run.info.status == "FAILED"] == ["interrupted"]
+
+
+def test_kill_9_mid_trial_then_the_same_command_closes_what_the_dead_worker_left_and_goes_on(tmp_path: Path) -> None:
+    """optuna #2908: a killed worker's trial stayed RUNNING for ever, on a journal file too."""
+    tune = start_study(tmp_path, trials=3)
+    try:
+        wait_until_training(tmp_path, 1, tune)
+    finally:
+        tune.kill()
+    tune.wait()
+    again = start_study(tmp_path, trials=3, log="-again")
+    assert again.wait(timeout=300) == 0, (tmp_path / "err-again.txt").read_text()[-3000:]
+
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(f"journal:{tmp_path / 'mlruns/optuna/journal.log'}"))
+    states = [trial.state for trial in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 1 + 3, "the first run's trial kept, three more"
+    killed = study.trials[1]
+    assert killed.state == optuna.trial.TrialState.FAIL
+    assert f"its worker {socket.gethostname()}:{tune.pid} died" in killed.user_attrs["failure"]
+    (retry,) = [trial for trial in study.trials if trial.user_attrs.get("retry_of") == 1]
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == killed.params
+    assert "trial   1  FAIL     (its worker" in (tmp_path / "out-again.txt").read_text()
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns/mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
+    assert "RUNNING" not in {run.info.status for run in runs}
+    dead_run = client.get_run(killed.user_attrs["mlflow_run_id"])
+    assert dead_run.info.status == "FAILED" and "died" in dead_run.data.tags["tune.failure"]
+    assert client.get_run(dead_run.data.tags["mlflow.parentRunId"]).info.status == "KILLED"

@@ -18,6 +18,7 @@ from tune.contract import Splits, Trainer
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine import trial_record
+from tune.engine.liveness import recover_dead_trials
 from tune.engine.objective import INTERRUPTED, TrialContext, make_objective
 from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.engine.storage import default_storage_url, redact
@@ -84,6 +85,14 @@ def _signals_interrupt() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _recover(study: optuna.Study, tracker: Tracker, echo: Echo) -> None:
+    """What dead workers left RUNNING, in Optuna and in MLflow, is closed before new trials start."""
+    for trial, reason in recover_dead_trials(study):
+        tracker.close_dead_trial(trial.user_attrs.get(trial_record.RUN_ID), reason)
+        echo(f"trial {trial.number:>3}  FAIL     ({reason}); its parameters are queued again")
+    tracker.close_dead_parents()
+
+
 def _check_not_all_failed(finished: list[optuna.trial.FrozenTrial]) -> None:
     """One failed trial is the study's business; all of them failing is the user's."""
     if finished and all(trial.state == TrialState.FAIL for trial in finished):
@@ -114,6 +123,7 @@ def run_study(
     echo(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, model {space.model.name}")
     study = open_study(space, name, storage, str(path))
     tracker = Tracker(name, tracking_uri)
+    _recover(study, tracker, echo)
     parent = _start_parent(tracker, space, name, path, storage)
     ctx = TrialContext(space, splits, name, parent, space.study.sampler.seed or 0)
     status, finished = "FAILED", []

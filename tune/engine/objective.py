@@ -17,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tune.contract import Curves, EpochHook, Objective, Params, Splits, Trainer, at_best_epoch, generalization_gaps
-from tune.engine import trial_record
+from tune.engine import liveness, trial_record
 from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis, diagnose
 from tune.engine.space import SearchSpace
 from tune.engine.study import suggest_params
@@ -56,6 +56,7 @@ def make_objective(
         curves: defaultdict[str, list[float]] = defaultdict(list)
         state, failure, run_id = TrialState.FAIL, None, None
         try:  # from the first step, so a failure or Ctrl-C at any point is recorded
+            liveness.claim(trial)
             params = suggest_params(trial, ctx.space)
             run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
             trial.set_user_attr(trial_record.RUN_ID, run_id)
@@ -86,6 +87,7 @@ def _epoch_hook(
             curves[key].append(value)
         gaps = {key: values[-1] for key, values in generalization_gaps(curves).items()}
         tracker.log_metrics(run_id, {**logs, **gaps}, step=epoch)
+        liveness.beat(trial)
         value = logs[objective.metric]
         trial.report(value, epoch)
         if trial.should_prune():

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from tune.contract import Curves, Objective
 from tune.engine.diagnosis import Diagnosis
+from tune.engine.liveness import Worker
 from tune.paths import artifacts_dir, mlflow_database
 from tune.report.curves import learning_curve_figure
 
@@ -33,6 +34,7 @@ STATE_TAG = "tune.trial_state"
 REGIME_TAG = "tune.regime"
 REASON_TAG = "tune.diagnosis"
 FAILURE_TAG = "tune.failure"
+WORKER_TAG = "tune.worker"
 DIAGNOSIS_PREFIX = "diagnosis."
 _RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 _MAX_PARAM_LENGTH = 6000
@@ -111,7 +113,8 @@ class Tracker:
         return run.info.run_id
 
     def start_parent(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        return self._start(run_name, None, params, {ROLE_TAG: "study", **tags})
+        """Tagged with its worker, so a later worker can tell whether it still lives."""
+        return self._start(run_name, None, params, {ROLE_TAG: "study", WORKER_TAG: Worker.this().to_json(), **tags})
 
     def start_trial(self, parent_id: str, number: int, params: Mapping[str, Any], study_name: str) -> str:
         tags = {ROLE_TAG: "trial", TRIAL_TAG: str(number), STUDY_TAG: study_name}
@@ -171,6 +174,27 @@ class Tracker:
 
     def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
+
+    def close_dead_trial(self, run_id: str | None, failure: str) -> None:
+        """The MLflow side of a trial whose worker died: its run FAILED with the reason, and the
+        dead worker's parent run KILLED."""
+        if run_id is None:
+            return
+        run = self.client.get_run(run_id)
+        if run.info.status == "RUNNING":
+            self.set_tags(run_id, {FAILURE_TAG: failure})
+            self.client.set_terminated(run_id, "FAILED")
+        parent = run.data.tags.get(PARENT_TAG)
+        if parent and self.client.get_run(parent).info.status == "RUNNING":
+            self.client.set_terminated(parent, "KILLED")
+
+    def close_dead_parents(self) -> None:
+        """Parent runs of workers on this host that died between trials or while reporting."""
+        query = f"tags.`{ROLE_TAG}` = 'study' and attributes.status = 'RUNNING'"
+        for run in self.client.search_runs([self.experiment_id], query):
+            worker = Worker.from_json(run.data.tags.get(WORKER_TAG))
+            if worker is not None and worker.host == Worker.this().host and worker.gone():
+                self.client.set_terminated(run.info.run_id, "KILLED")
 
     def close_open_children(self, parent_id: str, failure: str) -> None:
         """A run stopped between creating a trial's MLflow run and recording it (Ctrl-C at the

@@ -1,0 +1,76 @@
+"""The start-up sweep on an in-memory study: trials of dead workers are failed and queued again
+once; trials of live workers are never touched."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import optuna
+import psutil
+import pytest
+from optuna.trial import TrialState
+
+from tune.engine.liveness import HEARTBEAT, RETRY_OF, STALE_AFTER_S, WORKER, Worker, recover_dead_trials
+from tune.engine.trial_record import FAILURE
+
+
+def dead_pid() -> tuple[int, float]:
+    """The pid and start time of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    started = psutil.Process(child.pid).create_time()
+    child.wait()
+    return child.pid, started
+
+
+def running(study: optuna.Study, dropout: float, **attrs: object) -> optuna.trial.FrozenTrial:
+    trial = study.ask()
+    trial.suggest_float("dropout", dropout, dropout)
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    return study.trials[trial.number]
+
+
+@pytest.fixture
+def study() -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study()
+
+
+def test_only_trials_of_dead_workers_are_failed_and_queued_again(study: optuna.Study) -> None:
+    me = Worker.this()
+    pid, started = dead_pid()
+    now = time.time()
+    alive_here = running(study, 0.1, **{WORKER: me.to_json(), HEARTBEAT: now - 10 * STALE_AFTER_S})
+    dead_here = running(study, 0.2, **{WORKER: Worker(me.host, pid, started).to_json(), HEARTBEAT: now})
+    alive_elsewhere = running(study, 0.3, **{WORKER: Worker("other-host", 1, 0.0).to_json(), HEARTBEAT: now})
+    silent_elsewhere = running(study, 0.4, **{WORKER: Worker("other-host", 2, 0.0).to_json(), HEARTBEAT: now - 2 * STALE_AFTER_S})
+
+    recovered = recover_dead_trials(study)
+
+    assert [trial.number for trial, _ in recovered] == [dead_here.number, silent_elsewhere.number]
+    states = {trial.number: trial.state for trial in study.trials}
+    assert states[alive_here.number] == states[alive_elsewhere.number] == TrialState.RUNNING, "live workers untouched"
+    assert states[dead_here.number] == states[silent_elsewhere.number] == TrialState.FAIL
+    assert study.trials[dead_here.number].user_attrs[FAILURE].startswith(f"its worker {me.host}:{pid} died")
+    assert study.trials[silent_elsewhere.number].user_attrs[FAILURE].startswith("its worker other-host:2 died")
+    queued = [trial for trial in study.trials if trial.state == TrialState.WAITING]
+    assert [(t.system_attrs["fixed_params"], t.user_attrs[RETRY_OF]) for t in queued] == [
+        ({"dropout": 0.2}, dead_here.number), ({"dropout": 0.4}, silent_elsewhere.number)]
+
+
+def test_a_retry_whose_worker_died_too_is_not_queued_a_third_time(study: optuna.Study) -> None:
+    pid, started = dead_pid()
+    running(study, 0.5, **{WORKER: Worker(Worker.this().host, pid, started).to_json(), RETRY_OF: 0})
+    (failed, _), = recover_dead_trials(study)
+    assert failed.state == TrialState.RUNNING and study.trials[failed.number].state == TrialState.FAIL
+    assert not [trial for trial in study.trials if trial.state == TrialState.WAITING]
+
+
+def test_a_reused_pid_is_not_the_worker_and_a_record_from_elsewhere_falls_back_to_the_heartbeat() -> None:
+    me = Worker.this()
+    assert not me.gone()
+    assert Worker(me.host, me.pid, me.started - 100).gone(), "same pid, another process"
+    assert Worker.from_json(json.dumps({"host": "h"})) is None and Worker.from_json(None) is None

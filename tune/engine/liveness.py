@@ -1,0 +1,110 @@
+"""Which running trials have lost their worker, so that a killed ``tune run`` (``kill -9``, a
+power cut, a laptop that never woke up) leaves no trial RUNNING for ever.
+
+Every trial records the worker that runs it (host, pid and the process's start time, so a reused
+pid is not mistaken for it) and a heartbeat at each epoch. At start-up each worker sweeps the
+study: a RUNNING trial whose worker was on this host and is gone, or whose heartbeat is older
+than ``STALE_AFTER_S`` (a worker elsewhere), is failed with the reason, and its parameters are
+queued to be tried once more. A trial whose worker lives is never touched. This works on every
+storage, the journal file included, which has no heartbeat of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import optuna
+import psutil
+from optuna.trial import FrozenTrial, TrialState
+
+from tune.engine.trial_record import FAILURE
+
+WORKER, HEARTBEAT, RETRY_OF = "worker", "heartbeat", "retry_of"
+# Longer than any epoch: a worker on another host is only declared dead after this long silent.
+STALE_AFTER_S = 3600.0
+_SAME_START_S = 1.0
+
+
+@dataclass(frozen=True)
+class Worker:
+    host: str
+    pid: int
+    started: float  # the process's start time: with the pid, names one process for ever
+
+    @staticmethod
+    @cache
+    def this() -> Worker:
+        return Worker(socket.gethostname(), os.getpid(), psutil.Process().create_time())
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: Any) -> Worker | None:
+        """None for a record written by another version or by hand: such a worker is judged by
+        its heartbeat alone."""
+        try:
+            return cls(**json.loads(text))
+        except (TypeError, ValueError):
+            return None
+
+    def gone(self) -> bool:
+        """Only answerable on the worker's own host."""
+        try:
+            return abs(psutil.Process(self.pid).create_time() - self.started) > _SAME_START_S
+        except psutil.NoSuchProcess:
+            return True
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
+
+
+def claim(trial: optuna.Trial) -> None:
+    """Called as a trial starts: this worker runs it."""
+    trial.set_user_attr(WORKER, Worker.this().to_json())
+    beat(trial)
+
+
+def beat(trial: optuna.Trial) -> None:
+    trial.set_user_attr(HEARTBEAT, time.time())
+
+
+def dead_worker(trial: FrozenTrial, now: float) -> Worker | str | None:
+    """The dead worker of a RUNNING trial (or a description when the trial names none); None
+    while it may be alive."""
+    worker = Worker.from_json(trial.user_attrs.get(WORKER))
+    if worker is not None and worker.host == Worker.this().host:
+        return worker if worker.gone() else None
+    started = trial.datetime_start.timestamp() if trial.datetime_start else now
+    last_sign = float(trial.user_attrs.get(HEARTBEAT, started))
+    if now - last_sign <= STALE_AFTER_S:
+        return None
+    return worker or f"a worker silent for {now - last_sign:.0f} s"
+
+
+def recover_dead_trials(study: optuna.Study) -> list[tuple[FrozenTrial, str]]:
+    """Fail every RUNNING trial whose worker is dead and queue its parameters again once (a trial
+    that was itself a retry is not retried again); returns the trials failed, with the reason."""
+    recovered = []
+    now = time.time()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = dead_worker(trial, now)
+        if worker is None:
+            continue
+        reason = f"its worker {worker} died; failed by {Worker.this()} at start-up"
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, FAILURE, reason)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker's sweep got there first
+        if RETRY_OF not in trial.user_attrs:
+            study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+        recovered.append((trial, reason))
+    return recovered
