@@ -194,6 +194,17 @@ def test_opening_twice_resumes_with_one_baseline_and_the_space_stored(journal: s
     assert stored_space(first) == the_space == stored_space(load_existing_study("resumed", journal))
 
 
+def test_a_resumed_study_proposes_new_parameters(journal: str) -> None:
+    """Re-seeded the same way on every run, the sampler once repeated the first run's trials."""
+    the_space = space(study={"sampler": {"type": "random", "seed": 7}, "baseline": False})
+    proposed = []
+    for _ in range(2):
+        study = open_study(the_space, "reseeded", journal, "space.yaml")
+        study.optimize(lambda trial: suggest_params(trial, the_space)["dropout"], n_trials=3)
+        proposed.append([trial.params["dropout"] for trial in study.trials[-3:]])
+    assert not set(proposed[0]) & set(proposed[1])
+
+
 def test_reading_commands_never_create_a_study(journal: str, tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="no study has been run"):
         load_existing_study("missing", journal)

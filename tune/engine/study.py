@@ -94,6 +94,9 @@ def open_study(space: SearchSpace, name: str, storage_url: str | None, source: s
         direction=space.objective.direction,
         load_if_exists=True,
     )
+    if study.trials and space.study.sampler.seed is not None:
+        # seeded as on the first run, the sampler would propose that run's trials again
+        study.sampler = make_sampler(space.study.sampler, space.study.sampler.seed + len(study.trials))
     stored = study.user_attrs.get(SPACE_ATTR)
     if stored is not None and study_objective(study) != space.objective:
         raise StudyError(
