@@ -182,11 +182,22 @@ def _read_tar(path: Path, source: str) -> dict[str, bytes]:
         with tarfile.open(path, "r|*") as tar:
             for member in tar:
                 name = member.name.removeprefix("./")
+                _check_member(member, name, source)
                 if member.isfile() and _wanted(name):
                     files[name] = tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"data source '{source}': cannot read the archive: {exc}") from exc
     return files
+
+
+def _check_member(member: tarfile.TarInfo, name: str, source: str) -> None:
+    """Nothing is extracted, but an archive with links or paths leaving it was not made by a
+    dataset tool, so it is refused rather than half-read."""
+    if member.issym() or member.islnk():
+        raise DataError(f"data source '{source}': archive member '{name}' is a link (to '{member.linkname}'); "
+                        "archives with links are refused")
+    if name.startswith("/") or ".." in PurePosixPath(name).parts:
+        raise DataError(f"data source '{source}': archive member '{name}' points outside the archive; refused")
 
 
 def _image_folder(files: Mapping[str, bytes], source: str) -> Dataset:

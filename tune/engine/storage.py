@@ -105,7 +105,8 @@ def open_storage(url: str | None) -> BaseStorage:
     try:
         storage = _connect(url)
     except Exception as exc:  # any driver error means the same thing to the user: cannot open
-        raise StudyError(f"storage {redact(url)!r}: cannot open: {exc}") from None
+        detail = (str(exc).replace(url, redact(url)).strip().splitlines() or [type(exc).__name__])[0]
+        raise StudyError(f"storage {redact(url)!r}: cannot open: {detail}") from None
     if storage is None:
         raise StudyError(
             f"storage {redact(url)!r}: unknown kind; use journal:PATH, a PATH ending in .log, "
