@@ -10,12 +10,10 @@ processes; the tune arm, like ``tune run``, trains each trial in a child of its 
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +32,7 @@ from tune.contract import VAL_ACCURACY, EpochHook, Params, Splits, Trainer, Trai
 from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.errors import TuneError
 from tune.paths import STORE_ENV, store_dir
+from tune.processes import stop_group
 from tune.report.curves import save_figure
 from tune.training.isolated import train_isolated
 
@@ -108,17 +107,6 @@ def _known_arms(names: list[str]) -> list[str]:
     return names
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """The arm's whole process group, its trial processes and fork server included: SIGTERM, then
-    SIGKILL for whatever outlives the grace. A group already gone has nothing left to stop."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(KILL_GRACE_S)
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 def _run_arm(name: str, space_file: Path, budget: float, folder: Path) -> str:
     """One arm in a new session, for at most ``budget`` seconds; says how it ended."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -138,7 +126,7 @@ def _run_arm(name: str, space_file: Path, budget: float, folder: Path) -> str:
         except subprocess.TimeoutExpired:
             return "budget"
         finally:
-            _stop(process)
+            stop_group(process, KILL_GRACE_S)  # the arm's trial processes and fork server too
     return "finished" if process.returncode == 0 else f"failed (exit {process.returncode}, see {folder / LOG_FILE})"
 
 

@@ -24,6 +24,7 @@ from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.engine.storage import default_storage_url, redact
 from tune.engine.study import open_study, study_objective
 from tune.errors import Interrupted, StudyError
+from tune.processes import handling
 from tune.report.publish import publish_report
 from tune.report.text import render_text
 from tune.tracking.provenance import provenance_tags
@@ -77,12 +78,8 @@ def _signals_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
+    with handling((signal.SIGTERM, signal.SIGHUP), interrupt):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _recover(study: optuna.Study, tracker: Tracker, echo: Echo) -> None:

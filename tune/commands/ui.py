@@ -7,11 +7,12 @@ would keep the port, so the server gets a process group of its own and every sig
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from types import FrameType
+
+from tune.processes import handling, signal_group, stop_group
 
 LOOPBACK = "127.0.0.1"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -31,30 +32,11 @@ def serve(command: list[str]) -> int:
 
     def stop(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
-        _signal_group(server.pid, signal.SIGTERM)
+        signal_group(server.pid, signal.SIGTERM)
 
-    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
     try:
-        code = server.wait()
+        with handling(_STOP_SIGNALS, stop):
+            code = server.wait()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        _stop_group(server)
+        stop_group(server, _GRACE_S)
     return 128 + received[0] if received else code
-
-
-def _stop_group(server: subprocess.Popen[bytes]) -> None:
-    """The server's workers may outlive the server's main process: TERM them, then KILL."""
-    _signal_group(server.pid, signal.SIGTERM)
-    try:
-        server.wait(timeout=_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
-    _signal_group(server.pid, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
