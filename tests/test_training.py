@@ -202,3 +202,23 @@ def test_clean_train_subset_is_a_fixed_sample_of_the_requested_size(
     train_rows = {image.tobytes() for image in overfitting_splits.x_train}
     assert len({image.tobytes() for image in x} & train_rows) == 50
     assert len(pipeline.clean_subset(overfitting_splits, 5000, seed=3)[0]) == 200
+
+
+def test_cosine_schedule_anneals_per_epoch_over_the_budget_and_constant_keeps_the_rate(
+    overfitting_splits: Splits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rates: list[float] = []
+
+    class RecordRate(keras.callbacks.Callback):
+        """Runs after the schedule, so it sees the rate each epoch trains at."""
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+    callbacks = fit._callbacks
+    monkeypatch.setattr(fit, "_callbacks", lambda *args: [*callbacks(*args), RecordRate()])
+    train({**PARAMS, "lr_schedule": "constant"}, overfitting_splits, epochs=4)
+    assert rates == pytest.approx([3e-3] * 4)
+    rates.clear()
+    train({**PARAMS, "lr_schedule": "cosine"}, overfitting_splits, epochs=4)
+    assert rates == pytest.approx([3e-3 * 0.5 * (1 + np.cos(np.pi * e / 4)) for e in range(4)], rel=1e-5)

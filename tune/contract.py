@@ -18,6 +18,7 @@ import numpy as np
 # loading TensorFlow; ``tune.training`` maps each to its implementation.
 MODEL_NAMES: tuple[str, ...] = ("seed_cnn", "vgg_bn")
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd", "rmsprop", "adamw")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
 
 # Per-epoch metrics. Keras's own: ``loss`` and ``val_loss`` include the L1/L2 penalty, ``loss``

@@ -32,6 +32,7 @@ from pydantic import (
 
 from tune.contract import (
     DEFAULT_OBJECTIVE,
+    LR_SCHEDULES,
     MODEL_NAMES,
     OBJECTIVES,
     OPTIMIZER_NAMES,
@@ -105,6 +106,10 @@ TRAINING_DOMAINS: dict[str, Domain] = {
     "learning_rate": Domain(float, 1e-3, "optimizer learning rate", low=1e-12),
     "batch_size": Domain(int, 64, "images per training step", low=1, high=MAX_BATCH_SIZE),
     "optimizer": Domain(str, "adam", "optimizer", choices=OPTIMIZER_NAMES),
+    "lr_schedule": Domain(
+        str, "constant", "learning rate per epoch: constant, or cosine decay from learning_rate towards 0 over the epochs",
+        choices=LR_SCHEDULES,
+    ),
 }
 DOMAINS: dict[str, Domain] = {**REGULARIZATION_DOMAINS, **TRAINING_DOMAINS}
 # The weight penalties: L1 and L2, each per layer group.
