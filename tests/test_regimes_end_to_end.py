@@ -4,6 +4,7 @@ user looks: the Optuna trial, the MLflow run, the report and its plots."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import optuna
@@ -19,11 +20,10 @@ UNDERFIT = {"l2_conv": 5.0, "l2_dense": 5.0, "dropout": 0.0}
 OVERFIT = {"l2_conv": 0.0, "l2_dense": 0.0, "dropout": 0.0}
 
 
-@pytest.fixture(scope="module")
-def regimes(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("regimes")
+def run_forced(root: Path, name: str, enqueue: list[dict]) -> subprocess.CompletedProcess[str]:
+    """A study of exactly the ``enqueue`` trials on a tiny training set, trained for real."""
     space = tiny_space(
-        study={"name": STUDY, "trials": 2, "baseline": False, "enqueue": [UNDERFIT, OVERFIT], "pruner": {"type": "none"}},
+        study={"name": name, "trials": len(enqueue), "baseline": False, "enqueue": enqueue, "pruner": {"type": "none"}},
         data={"source": "synthetic:3000", "train_subset": 100, "validation_size": 300, "clean_train_size": 100},
         training={"epochs": 30, "batch_size": 8},
         regularization={
@@ -33,8 +33,15 @@ def regimes(tmp_path_factory: pytest.TempPathFactory) -> dict:
         },
     )
     env = {"TUNE_STORE_DIR": str(root / "mlruns"), "MLFLOW_TRACKING_URI": ""}
-    run = tune_cli("run", str(write_space(root / "space.yaml", space)), env=env)
+    run = tune_cli("run", str(write_space(root / f"{name}.yaml", space)), env=env)
     assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def regimes(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("regimes")
+    run = run_forced(root, STUDY, [UNDERFIT, OVERFIT])
     study = optuna.load_study(study_name=STUDY, storage=open_storage(f"journal:{root / 'mlruns/optuna/journal.log'}"))
     return {"root": root, "run": run, "study": study, "client": MlflowClient(f"sqlite:///{root / 'mlruns/mlflow.db'}")}
 
@@ -79,3 +86,12 @@ def test_report_command_rebuilds_it(regimes: dict) -> None:
     result = tune_cli("report", STUDY, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert html.exists() and "best: trial" in result.stdout
+
+
+def test_the_recommendation_points_the_right_way_on_real_training(regimes: dict) -> None:
+    """The overfitting trial wins on validation loss, so the study is told to regularize more;
+    a study of the underfitting trial alone is told to lower every penalty it searched."""
+    assert "recommendation: more regularization" in " ".join(regimes["run"].stdout.split())
+    over = " ".join(run_forced(regimes["root"], "overregularized", [UNDERFIT]).stdout.split())
+    assert "recommendation: less regularization: lower l2_conv (5 -> beyond the searched 5" in over
+    assert "lower l2_dense (5 -> beyond the searched 5" in over and "dropout" not in over.split("recommendation:")[1][:200]

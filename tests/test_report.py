@@ -24,7 +24,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 EPOCH = np.arange(1, 16)
 L2 = 10 ** np.linspace(-6, -1, 15)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PLOTS = ("optimization_history", "param_importances", "slices", "contour_lambda_dropout",
+PLOTS = ("optimization_history", "param_importances", "slices", "regime_map", "contour_lambda_dropout",
          "intermediate_values", "learning_curves")
 DISTRIBUTIONS = {
     "l2_dense": FloatDistribution(1e-7, 1.0, log=True),
@@ -216,7 +216,7 @@ def assert_degenerate_report(report: Report) -> str:
     page = html_text(report)
     assert NO_COMPLETED_TRIAL in page and "http://" not in page
     assert NO_COMPLETED_TRIAL in render_text(report)
-    assert all(name not in path.name for name in PLOTS[:4] for path in report.files)
+    assert all(name not in path.name for name in PLOTS[:5] for path in report.files)
     return page
 
 

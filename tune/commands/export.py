@@ -17,7 +17,7 @@ from tune import __version__
 from tune.contract import VAL_ACCURACY, Objective, best_epoch
 from tune.engine.space import Origin, SearchSpace, dump_space, load_space
 from tune.engine.study import load_existing_study, stored_space, study_objective
-from tune.engine.trial_record import completed_trials, trial_curves, trial_diagnosis
+from tune.engine.trial_record import ranked, trial_curves, trial_diagnosis
 from tune.errors import StudyError
 from tune.paths import exports_dir
 from tune.tracking.tracker import Tracker
@@ -35,11 +35,10 @@ def study_name_of(target: str) -> str:
 
 def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     """The ``k`` completed trials with the best objective, best first."""
-    complete = completed_trials(study.get_trials(deepcopy=False))
-    if not complete:
+    best = ranked(study.get_trials(deepcopy=False), study_objective(study))
+    if not best:
         raise StudyError(f"study {study.study_name!r} has no completed trial yet ({len(study.trials)} trials in all)")
-    objective = study_objective(study)
-    return sorted(complete, key=lambda trial: objective.key(trial.value))[:k]
+    return best[:k]
 
 
 def origin_of(study_name: str, trial: FrozenTrial, rank: int, objective: Objective) -> Origin:

@@ -65,6 +65,16 @@ class Domain:
     high: float | None = None
     high_open: bool = False
     choices: tuple[str, ...] = ()
+    # +1 where more of it is stronger regularization, -1 where less is, 0 where it is no
+    # regularization strength (optimizer, batch norm); how the report tells which way to move it.
+    regularizes: int = 0
+
+    def strength(self, value: Scalar) -> float:
+        """How strongly ``value`` regularizes, larger being stronger, so every knob reads the same
+        way; patience 0 turns early stopping off, the weakest setting there is."""
+        if self.regularizes < 0 and value == 0:
+            return -math.inf
+        return self.regularizes * float(value)
 
     def check(self, value: Any) -> str | None:
         """Return a problem with ``value`` or None; used for fixed values and range ends alike."""
@@ -86,21 +96,21 @@ class Domain:
 
 
 REGULARIZATION_DOMAINS: dict[str, Domain] = {
-    "l1_conv": Domain(float, 0.0, "L1 lambda on the conv kernels (not biases or BN)", low=0),
-    "l1_dense": Domain(float, 0.0, "L1 lambda on the hidden dense kernels (not the softmax output)", low=0),
-    "l2_conv": Domain(float, 0.0, "L2 lambda on the conv kernels (not biases or BN)", low=0),
-    "l2_dense": Domain(float, 0.0, "L2 lambda on the hidden dense kernels (not the softmax output)", low=0),
-    "dropout": Domain(float, 0.0, "dropout rate of the dense head (and of each conv block in vgg_bn)", low=0, high=1, high_open=True),
-    "dropconnect": Domain(float, 0.0, "DropConnect rate: fraction of hidden dense WEIGHTS dropped per step", low=0, high=1, high_open=True),
-    "input_noise": Domain(float, 0.0, "stddev of Gaussian noise added to inputs scaled to [0, 1]", low=0),
-    "weight_noise": Domain(float, 0.0, "stddev of Gaussian noise added to every conv and hidden dense kernel at each training step", low=0),
+    "l1_conv": Domain(float, 0.0, "L1 lambda on the conv kernels (not biases or BN)", low=0, regularizes=1),
+    "l1_dense": Domain(float, 0.0, "L1 lambda on the hidden dense kernels (not the softmax output)", low=0, regularizes=1),
+    "l2_conv": Domain(float, 0.0, "L2 lambda on the conv kernels (not biases or BN)", low=0, regularizes=1),
+    "l2_dense": Domain(float, 0.0, "L2 lambda on the hidden dense kernels (not the softmax output)", low=0, regularizes=1),
+    "dropout": Domain(float, 0.0, "dropout rate of the dense head (and of each conv block in vgg_bn)", low=0, high=1, high_open=True, regularizes=1),
+    "dropconnect": Domain(float, 0.0, "DropConnect rate: fraction of hidden dense WEIGHTS dropped per step", low=0, high=1, high_open=True, regularizes=1),
+    "input_noise": Domain(float, 0.0, "stddev of Gaussian noise added to inputs scaled to [0, 1]", low=0, regularizes=1),
+    "weight_noise": Domain(float, 0.0, "stddev of Gaussian noise added to every conv and hidden dense kernel at each training step", low=0, regularizes=1),
     "batch_norm": Domain(bool, False, "batch normalization after every conv and hidden dense layer"),
-    "flip": Domain(bool, False, "random horizontal flips"),
-    "rotation": Domain(float, 0.0, "random rotation range in degrees", low=0, high=180),
-    "width_shift": Domain(float, 0.0, "random horizontal shift, fraction of the width", low=0, high=1, high_open=True),
-    "height_shift": Domain(float, 0.0, "random vertical shift, fraction of the height", low=0, high=1, high_open=True),
-    "zoom": Domain(float, 0.0, "random zoom range, fraction (0.1 = zoom between 0.9x and 1.1x)", low=0, high=1, high_open=True),
-    "early_stopping_patience": Domain(int, 0, "epochs without an objective improvement before stopping; 0 = off", low=0, high=MAX_EPOCHS),
+    "flip": Domain(bool, False, "random horizontal flips", regularizes=1),
+    "rotation": Domain(float, 0.0, "random rotation range in degrees", low=0, high=180, regularizes=1),
+    "width_shift": Domain(float, 0.0, "random horizontal shift, fraction of the width", low=0, high=1, high_open=True, regularizes=1),
+    "height_shift": Domain(float, 0.0, "random vertical shift, fraction of the height", low=0, high=1, high_open=True, regularizes=1),
+    "zoom": Domain(float, 0.0, "random zoom range, fraction (0.1 = zoom between 0.9x and 1.1x)", low=0, high=1, high_open=True, regularizes=1),
+    "early_stopping_patience": Domain(int, 0, "epochs without an objective improvement before stopping; 0 = off", low=0, high=MAX_EPOCHS, regularizes=-1),
 }
 TRAINING_DOMAINS: dict[str, Domain] = {
     "learning_rate": Domain(float, 1e-3, "optimizer learning rate", low=1e-12),

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tune.contract import HONEST_CURVES, Curves
+from tune.contract import HONEST_CURVES, Curves, Objective
 from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis
 
 REGIME, DIAGNOSIS, CURVES, BASELINE, RUN_ID = "regime", "diagnosis", "curves", "baseline", "mlflow_run_id"
@@ -38,6 +38,15 @@ def trial_failure(trial: FrozenTrial) -> str | None:
 def completed_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """Only these have an objective to rank, bin or place on an axis."""
     return [trial for trial in trials if trial.state == TrialState.COMPLETE]
+
+
+def ranked(trials: Iterable[FrozenTrial], objective: Objective) -> list[FrozenTrial]:
+    """Completed trials, best first by the study's objective."""
+    return sorted(completed_trials(trials), key=lambda trial: objective.key(trial.value))
+
+
+def best_completed(trials: Iterable[FrozenTrial], objective: Objective) -> FrozenTrial | None:
+    return next(iter(ranked(trials, objective)), None)
 
 
 def trial_regime(trial: FrozenTrial) -> str:

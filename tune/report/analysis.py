@@ -24,6 +24,7 @@ from tune.engine.diagnosis import FINAL_GAP_LOSS, OVER_REGULARIZED, UNDER_REGULA
 from tune.engine.study import study_objective
 from tune.engine.trial_record import (
     BASELINE,
+    best_completed,
     completed_trials,
     diagnosis_numbers,
     trial_curves,
@@ -33,6 +34,7 @@ from tune.engine.trial_record import (
 from tune.report.figures import draw_plots, is_log, is_numeric
 from tune.report.interactive import write_interactive
 from tune.report.page import report_page
+from tune.report.steering import KnobMap, Recommendation, knob_maps, recommend
 from tune.report.text import fmt
 
 _MAX_BINS = 5
@@ -80,6 +82,8 @@ class Report:
     rows: list[TrialRow]
     counts: dict[str, int]
     effects: dict[str, list[EffectBin]]
+    knobs: list[KnobMap]
+    recommendation: Recommendation
     html_path: Path
     files: list[Path]
 
@@ -102,11 +106,13 @@ def build_report(study: optuna.Study, out_dir: Path) -> Report:
     rows = _rows(trials, distributions, objective)
     counts = regime_counts(trial_diagnosis(trial) for trial in trials if trial.state.is_finished())
     effects = _effects(completed_trials(trials), distributions)
+    knobs = knob_maps(trials)
+    recommendation = recommend(trials, objective, knobs)
     showcase = showcase_trials(study)
-    images, skipped = draw_plots(study, objective, trials, distributions, effects, showcase, out_dir)
+    images, skipped = draw_plots(study, objective, trials, distributions, effects, knobs, showcase, out_dir)
     interactive = write_interactive(study, distributions, out_dir / "interactive.html")
     html_path = out_dir / "report.html"
-    report = Report(study.study_name, objective, rows, counts, effects, html_path,
+    report = Report(study.study_name, objective, rows, counts, effects, knobs, recommendation, html_path,
                     [*images.values(), interactive, html_path])
     html_path.write_text(report_page(report, images, skipped), encoding="utf-8")
     return report
@@ -120,7 +126,7 @@ def showcase_trials(study: optuna.Study) -> dict[str, FrozenTrial]:
     pool = [trial for trial in completed_trials(study.trials) if trial_curves(trial) is not None]
     objective = study_objective(study)
     picks = {
-        "best": min(pool, key=lambda trial: objective.key(trial.value), default=None),
+        "best": best_completed(pool, objective),
         "most overfit": _extreme(pool, UNDER_REGULARIZED, FINAL_GAP_LOSS, max),
         "most underfit": _extreme(pool, OVER_REGULARIZED, CLEAN_TRAIN_ACCURACY, min),
     }
@@ -168,7 +174,7 @@ def _extreme(
 def _rows(
     trials: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution], objective: Objective
 ) -> list[TrialRow]:
-    best = min(completed_trials(trials), key=lambda trial: objective.key(trial.value), default=None)
+    best = best_completed(trials, objective)
     return [_row(trial, distributions, objective, best is not None and trial.number == best.number)
             for trial in trials]
 

@@ -1,5 +1,5 @@
-"""The static study figures that ``report.html`` embeds: history, importances, slices, the
-penalty-dropout contour, the pruner's view and the showcase learning curves.
+"""The static study figures that ``report.html`` embeds: history, importances, slices, the regime
+map, the penalty-dropout contour, the pruner's view and the showcase learning curves.
 
 They live apart from the analysis so the report's numbers and text can change without touching
 matplotlib code, and the reverse; the analysis imports this module, never the other way round.
@@ -24,10 +24,11 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from tune.contract import Objective
-from tune.engine.diagnosis import FINAL_GAP_LOSS, REGIMES
+from tune.engine.diagnosis import BALANCED, FINAL_GAP_LOSS, OVER_REGULARIZED, REGIMES, UNDER_REGULARIZED
 from tune.engine.space import LAMBDAS
 from tune.engine.trial_record import (
     NO_COMPLETED_TRIAL,
+    best_completed,
     completed_trials,
     diagnosis_numbers,
     trial_curves,
@@ -38,6 +39,7 @@ from tune.report.curves import REGIME_COLOURS, curves_side_by_side, save_figure
 
 if TYPE_CHECKING:
     from tune.report.analysis import EffectBin
+    from tune.report.steering import KnobMap
 
 _T = TypeVar("_T")
 _GREY = "#999999"
@@ -76,7 +78,7 @@ def quietly(compute: Callable[[], _T]) -> _T:
 def draw_plots(
     study: optuna.Study, objective: Objective, trials: Sequence[FrozenTrial],
     distributions: Mapping[str, BaseDistribution], effects: Mapping[str, list[EffectBin]],
-    showcase: Mapping[str, FrozenTrial], out_dir: Path,
+    knobs: Sequence[KnobMap], showcase: Mapping[str, FrozenTrial], out_dir: Path,
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Save every plot that has data; return the files and, for the others, why they are
     missing, so ``report.html`` can embed the one and explain the other. ``effects`` and
@@ -87,6 +89,7 @@ def draw_plots(
         "optimization_history": lambda: _history_figure(complete, objective),
         "param_importances": lambda: _importance_figure(study, complete),
         "slices": lambda: _slices_figure(complete, distributions, effects, objective),
+        "regime_map": lambda: _regime_map_figure(knobs, distributions, best_completed(trials, objective)),
         "contour_lambda_dropout": lambda: _contour_figure(complete, distributions, objective),
         "intermediate_values": lambda: _intermediate_figure(trials, objective),
         "learning_curves": lambda: _showcase_figure(showcase, objective),
@@ -188,18 +191,14 @@ def _slice_positions(
     top: Axes, bottom: Axes, name: str, distribution: BaseDistribution,
     trials: Sequence[FrozenTrial],
 ) -> list[float]:
-    """Numeric values as they are (log axis for log distributions); categories as jittered
-    indices so trials sharing a choice stay distinguishable."""
+    """Categories jittered, so trials sharing a choice stay distinguishable."""
+    position = _value_position(top, distribution)
+    _value_position(bottom, distribution)
+    x = [position(trial.params[name]) for trial in trials]
     if is_numeric(distribution):
-        for axes in (top, bottom):
-            axes.set_xscale("log" if is_log(distribution) else "linear")
-        return [float(trial.params[name]) for trial in trials]
-    choices = distribution.choices
-    for axes in (top, bottom):
-        axes.set_xticks(range(len(choices)), [str(choice) for choice in choices])
-        axes.set_xlim(-0.5, len(choices) - 0.5)
+        return x
     jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(trials))
-    return [choices.index(trial.params[name]) + j for trial, j in zip(trials, jitter)]
+    return [xi + j for xi, j in zip(x, jitter)]
 
 
 def _bin_centre(item: EffectBin, distribution: BaseDistribution) -> float:
@@ -207,6 +206,55 @@ def _bin_centre(item: EffectBin, distribution: BaseDistribution) -> float:
         return float(distribution.choices.index(item.low))
     low, high = float(item.low), float(item.high)
     return math.sqrt(low * high) if is_log(distribution) else (low + high) / 2.0
+
+
+# The rows of the regime map, from too little regularization to too much.
+_MAP_ROWS = (UNDER_REGULARIZED, BALANCED, OVER_REGULARIZED)
+
+
+def _regime_map_figure(
+    knobs: Sequence[KnobMap], distributions: Mapping[str, BaseDistribution], best: FrozenTrial | None,
+) -> Figure:
+    """Per knob, each trial with a clear regime on that regime's row, the balanced band shaded and
+    the best trial circled: where along the knob trials turn from under- to over-regularized."""
+    drawn = [knob for knob in knobs if knob.points]
+    if not drawn:
+        raise _NothingToDraw(f"{NO_COMPLETED_TRIAL} with a clear regime on a searched regularizer")
+    fig = Figure(figsize=(max(6.0, 3.2 * len(drawn)), 3.4), layout="constrained")
+    for axes, knob in zip(fig.subplots(1, len(drawn), squeeze=False, sharey=True)[0], drawn):
+        _draw_regime_map(axes, knob, distributions[knob.name], best)
+    return fig
+
+
+def _draw_regime_map(axes: Axes, knob: KnobMap, distribution: BaseDistribution, best: FrozenTrial | None) -> None:
+    position = _value_position(axes, distribution)
+    jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(knob.points))
+    for (value, regime), j in zip(knob.points, jitter):
+        axes.scatter(position(value), _MAP_ROWS.index(regime) + j, color=REGIME_COLOURS[regime], s=36, zorder=3)
+    for index, (low, high) in enumerate(knob.band_intervals()):
+        low, high = position(low), position(high)
+        pad = 0.15 if not is_numeric(distribution) or low == high else 0.0
+        axes.axvspan(low - pad, high + pad, color=REGIME_COLOURS[BALANCED], alpha=0.18, zorder=1,
+                     label=None if index else "balanced band")
+    if best is not None and knob.name in best.params:
+        row = _MAP_ROWS.index(trial_regime(best)) if trial_regime(best) in _MAP_ROWS else 1
+        axes.scatter(position(best.params[knob.name]), row, s=220, facecolors="none", edgecolors="black",
+                     linewidths=1.5, zorder=4, label=f"best (trial {best.number})")
+    axes.set_yticks(range(len(_MAP_ROWS)), _MAP_ROWS)
+    axes.set_ylim(-0.5, len(_MAP_ROWS) - 0.5)
+    axes.set_title(knob.name)
+    axes.legend(fontsize=7, loc="upper left")
+
+
+def _value_position(axes: Axes, distribution: BaseDistribution) -> Callable[[Any], float]:
+    """Numeric values where they are (log axis for log distributions); categories at their index."""
+    if is_numeric(distribution):
+        axes.set_xscale("log" if is_log(distribution) else "linear")
+        return float
+    choices = distribution.choices
+    axes.set_xticks(range(len(choices)), [str(choice) for choice in choices])
+    axes.set_xlim(-0.5, len(choices) - 0.5)
+    return choices.index
 
 
 def _contour_figure(

@@ -1,4 +1,4 @@
-"""``report.html``: the summary, the regime legend, the effects tables, the embedded figures and
+"""``report.html``: the summary, which way to move the regularizers, the regime legend, the effects tables, the embedded figures and
 every trial, on one page that embeds its images and styles so it can be mailed or attached as one
 artifact. The HTML frame lives here too, and ``interactive.html`` borrows it so both pages read
 alike.
@@ -10,11 +10,12 @@ import base64
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, REGIMES, UNDER_REGULARIZED
 from tune.engine.trial_record import NO_COMPLETED_TRIAL
 from tune.report.curves import REGIME_COLOURS
+from tune.report.steering import span_text
 from tune.report.text import epochs_text, fmt, states_text, trial_label
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ _PLOT_CAPTIONS = {
                          "get_param_importances, its default evaluator).",
     "slices": "Objective (top) and final generalization gap (bottom) along each hyperparameter; "
               "black diamonds are the bin means of the effects tables.",
+    "regime_map": "Each completed trial with a clear regime, along each searched regularizer: the "
+                  "balanced band is shaded and the best trial circled.",
     "contour_lambda_dropout": "The weight penalty against dropout: fill and face colour are the "
                           "objective, the edge colour is the regime.",
     "intermediate_values": "Validation loss per epoch as the pruner saw it: completed trials by "
@@ -62,7 +65,7 @@ def report_page(report: Report, images: Mapping[str, Path], skipped: Mapping[str
     """The page for ``report``; ``images`` are the figures drawn and ``skipped`` says why the
     others are missing, so the reader sees a note where a figure would be."""
     sections = [
-        _summary_html(report), _LEGEND_HTML, _effects_html(report),
+        _summary_html(report), _steering_html(report), _LEGEND_HTML, _effects_html(report),
         _plots_html(images, skipped), _trials_html(report.rows),
         '<p>Interactive versions of the plots: <a href="interactive.html">interactive.html</a> '
         "(next to this file).</p>",
@@ -101,6 +104,32 @@ flat, close to validation): decrease lambda, dropout or augmentation.</li>
 <li>{_badge(INCONCLUSIVE)} too short or still improving (pruned early, failed, or no diagnosis
 stored): the curves cannot tell yet.</li>
 </ul>"""
+
+
+def _steering_html(report: Report) -> str:
+    """The recommendation first, then the regime map it rests on, one row per knob."""
+    advice = report.recommendation
+    best = "" if advice.trial is None else f"Best trial {advice.trial} is {_badge(advice.regime)}: "
+    moves = "".join(f"<li>{html.escape(move.text())} <span class=\"note\">({html.escape(move.evidence)})</span></li>"
+                    for move in advice.moves)
+    verdict = (f"<p>{best}<b>{html.escape(advice.verdict)}</b></p>\n<ul>{moves}</ul>" if moves else
+               f"<p>{best}<b>{html.escape(advice.verdict)}</b>: {html.escape(advice.note)}.</p>")
+    rows = "\n".join(
+        f'<tr><td class="text">{html.escape(knob.name)}</td><td>{_values(knob.name, knob.under)}</td>'
+        f"<td>{html.escape(span_text(knob.name, knob.band))}</td><td>{_values(knob.name, knob.over)}</td>"
+        f"<td>{'-' if knob.trend is None else f'{knob.trend:+.2f}'}</td></tr>"
+        for knob in report.knobs)
+    table = (f"<table><tr><th>knob</th><th>{_badge(UNDER_REGULARIZED)} at</th><th>balanced band</th>"
+             f"<th>{_badge(OVER_REGULARIZED)} at</th><th>trend</th></tr>\n{rows}\n</table>" if rows else "")
+    return (f"<h2>Which way to move the regularizers</h2>\n{verdict}\n<p>Where along each searched "
+            "regularizer the completed trials were under-regularized, balanced or over-regularized "
+            "(plot: regime_map). Trend: rank correlation of regularization strength with the regime, "
+            "+1 when stronger settings always end nearer over-regularized.</p>\n" + table)
+
+
+def _values(name: str, values: Sequence[Any]) -> str:
+    """A knob's values in one regime (weakest first), as a range: the map's rows stay one line."""
+    return html.escape(span_text(name, (values[0], values[-1]) if values else None))
 
 
 def _row_start(highlight: bool) -> str:

@@ -63,7 +63,7 @@ def render_text(report: Report) -> str:
     if completed:
         ranked = sorted(completed, key=lambda row: report.objective.key(row.value))[:TOP]
         console.print(_top_table(ranked, len(completed)))
-    console.print(f"report: {report.html_path}")
+    console.print(f"report: {report.html_path}", soft_wrap=True)  # a path to paste, never wrapped
     return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
 
 
@@ -77,7 +77,7 @@ def _summary_lines(report: Report) -> list[str]:
     best_line = (f"{NO_COMPLETED_TRIAL}: nothing to rank yet" if best is None else
                  f"best: trial {best.number}, {report.objective.metric} {fmt(best.value)}, {best.regime}")
     return [f"study {report.study_name}: {states_text(report.rows)}", f"regimes: {regimes}",
-            best_line]
+            best_line, f"recommendation: {report.recommendation.text()}"]
 
 
 def _top_table(ranked: Sequence[TrialRow], total: int) -> Table:
