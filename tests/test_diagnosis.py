@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import curves_from
 
-from tune.engine.diagnosis import REGIMES, Diagnosis, Thresholds, diagnose, regime_counts
+from tune.engine.diagnosis import REGIMES, Diagnosis, Thresholds, diagnose, early_call, regime_counts
 
 EPS = 1e-6
 EPOCH = np.arange(1, 16)
@@ -253,3 +253,31 @@ def test_import_loads_no_heavy_framework() -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+def first(curves: dict[str, list[float]], epochs: int = 3) -> dict[str, list[float]]:
+    return {key: values[:epochs] for key, values in curves.items()}
+
+
+def test_the_early_call_catches_a_model_stuck_at_chance() -> None:
+    stuck = curves_from([2.3] * 3, [2.3] * 3, [0.10, 0.11, 0.10], [0.10, 0.10, 0.11])
+    call = early_call(stuck)
+    assert call is not None and call.regime == "over-regularized"
+    assert "early call after 3 epochs" in call.reason and "chance (0.10)" in call.reason
+
+
+def test_the_early_call_catches_hard_overfitting_with_a_rising_validation_loss() -> None:
+    hard = curves_from([1.0, 0.4, 0.1], [1.3, 1.2, 1.4], [0.6, 0.9, 0.99], [0.5, 0.55, 0.55])
+    call = early_call(hard)
+    assert call is not None and call.regime == "under-regularized" and "gap 1.30 nats" in call.reason
+
+
+@pytest.mark.parametrize("curves", [
+    first(balanced_curves()), first(overfit_curves()), first(underfit_curves()),
+    # a wide gap but the validation loss still falling: it may yet settle
+    curves_from([1.0, 0.4, 0.1], [1.5, 1.4, 1.3], [0.6, 0.9, 0.99], [0.5, 0.55, 0.56]),
+    # near chance but climbing: a slow starter, not a lost cause
+    curves_from([2.3, 2.2, 2.0], [2.3, 2.2, 2.0], [0.10, 0.12, 0.14], [0.10, 0.12, 0.14]),
+], ids=["balanced", "mild-overfit", "underfit-above-chance", "gap-but-falling", "slow-start"])
+def test_the_early_call_leaves_everything_else_to_the_full_run(curves: dict[str, list[float]]) -> None:
+    assert early_call(curves) is None

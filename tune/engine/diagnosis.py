@@ -92,6 +92,15 @@ class Thresholds:
     flat_slope: _Positive = 0.01
     # epochs the flatness slope is fitted over (fewer if the run is shorter).
     flat_window: _Epochs = 5
+    # The early call (``pruner.early_regime``), made once, after this many epochs: by then a
+    # CIFAR-10 CNN that can learn at all is well above chance.
+    early_epochs: _Epochs = 3
+    # clean training accuracy within this fraction of the way from chance to 1 (0.05 -> 14.5% on
+    # 10 classes), and flat: the model cannot fit its data and never will at this strength.
+    early_chance_margin: _Fraction = 0.05
+    # nats of val_data_loss - clean_train_loss, twice ``overfit_gap``, with the validation loss
+    # already past its minimum: overfitting this hard this early does not turn around.
+    early_overfit_gap: _Positive = 1.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,33 @@ def diagnose(
     numbers = _loss_numbers(honest, thresholds) | _accuracy_numbers(honest, thresholds)
     regime, reason = _classify(numbers, thresholds, 1.0 / num_classes)
     return Diagnosis(regime, reason, numbers)
+
+
+def early_call(curves: Curves, thresholds: Thresholds = Thresholds(), *, num_classes: int = 10) -> Diagnosis | None:
+    """The verdict after ``early_epochs`` epochs on a trial the full run cannot save, or None.
+
+    Only the two cases that no later epoch turns around: stuck near chance with a flat clean
+    training accuracy (over-regularized), or a loss gap of ``early_overfit_gap`` with the
+    validation loss already rising (under-regularized). Everything else waits for the full run.
+    """
+    honest = _honest(curves)
+    epochs = len(honest[VAL_DATA_LOSS])
+    accuracy, val_loss = honest[CLEAN_TRAIN_ACCURACY], honest[VAL_DATA_LOSS]
+    chance = 1.0 / num_classes
+    floor = chance + thresholds.early_chance_margin * (1.0 - chance)
+    slope = _slope(accuracy, epochs)
+    if accuracy[-1] < floor and slope < thresholds.flat_slope:
+        return Diagnosis(OVER_REGULARIZED, (
+            f"early call after {epochs} epochs: clean training accuracy {accuracy[-1]:.2f} is within "
+            f"{thresholds.early_chance_margin:g} of chance ({chance:.2f}) and flat ({slope:.3f}/epoch): "
+            f"the model cannot fit its training data"), {})
+    gap = float(val_loss[-1] - honest[CLEAN_TRAIN_LOSS][-1])
+    if gap >= thresholds.early_overfit_gap and val_loss[-1] > val_loss.min():
+        return Diagnosis(UNDER_REGULARIZED, (
+            f"early call after {epochs} epochs: gap {gap:.2f} nats (at least {thresholds.early_overfit_gap:g}) "
+            f"with the validation loss already {val_loss[-1] / val_loss.min() - 1:.0%} above its minimum: "
+            f"overfitting hard"), {})
+    return None
 
 
 def regime_counts(diagnoses: Iterable[Diagnosis]) -> dict[str, int]:
