@@ -222,3 +222,22 @@ def test_cosine_schedule_anneals_per_epoch_over_the_budget_and_constant_keeps_th
     rates.clear()
     train({**PARAMS, "lr_schedule": "cosine"}, overfitting_splits, epochs=4)
     assert rates == pytest.approx([3e-3 * 0.5 * (1 + np.cos(np.pi * e / 4)) for e in range(4)], rel=1e-5)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (frozenset({"avx2", "avx512f", "avx512_bf16"}), "mixed_bfloat16"),
+    (frozenset({"avx2", "amx_tile", "amx_bf16"}), "mixed_bfloat16"),
+    (frozenset({"avx2", "avx512f"}), "float32"),
+    (frozenset(), "float32"),
+])
+def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it(flags: frozenset[str], expected: str) -> None:
+    """These test machines have no GPU, so the CPU's flags decide."""
+    assert fit.resolve_precision("auto", flags) == expected
+    assert fit.resolve_precision("float32", flags) == "float32"
+    assert fit.resolve_precision("mixed_bfloat16", frozenset()) == "mixed_bfloat16"
+
+
+def test_auto_precision_trains_here(overfitting_splits: Splits) -> None:
+    expected = fit.resolve_precision("auto")
+    model, _ = fit_model(PARAMS, overfitting_splits, TrainSettings("seed_cnn", 1, seed=1, precision="auto"), ignore)
+    assert model.dtype_policy.name == expected

@@ -19,7 +19,9 @@ import numpy as np
 MODEL_NAMES: tuple[str, ...] = ("seed_cnn", "vgg_bn")
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd", "rmsprop", "adamw")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
-PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16")
+# "auto" is resolved where training runs: bfloat16 where the chip computes it natively.
+AUTO_PRECISION = "auto"
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16", AUTO_PRECISION)
 
 # Per-epoch metrics. Keras's own: ``loss`` and ``val_loss`` include the L1/L2 penalty, ``loss``
 # and ``accuracy`` are averaged over augmented, dropped-out batches while the weights move.

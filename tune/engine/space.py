@@ -289,7 +289,7 @@ TrainingSettings = create_model(
     "TrainingSettings",
     __base__=_ParamSection,
     epochs=(int, Field(20, ge=1, le=MAX_EPOCHS, description="maximum epochs per trial")),
-    precision=(Literal[PRECISIONS], Field("float32", description="Keras dtype policy")),
+    precision=(Literal[PRECISIONS], Field("float32", description="Keras dtype policy; auto: mixed_bfloat16 where the CPU or GPU has native bfloat16, else float32")),
     **_param_fields(TRAINING_DOMAINS),
 )
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tune.contract import (
     ACCURACY,
+    AUTO_PRECISION,
     CLEAN_TRAIN_ACCURACY,
     CLEAN_TRAIN_LOSS,
     DATA_LOSS,
@@ -66,11 +67,39 @@ def fit_model(
     return model, TrainingResult(metrics, stopped_early, settings.objective)
 
 
+# CPU features with native bfloat16 arithmetic (Linux /proc/cpuinfo names): without them bfloat16
+# is emulated and slower than float32.
+_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+_BF16_GPU_CAPABILITY = (8, 0)  # Ampere and later
+
+
+def resolve_precision(precision: str, cpu_flags: frozenset[str] | None = None) -> str:
+    """``auto`` becomes ``mixed_bfloat16`` on a GPU or CPU with native bfloat16 and ``float32``
+    elsewhere, decided in the process that trains, on the machine it trains on."""
+    if precision != AUTO_PRECISION:
+        return precision
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        return "mixed_bfloat16" if tuple(capability) >= _BF16_GPU_CAPABILITY else "float32"
+    flags = _cpu_flags() if cpu_flags is None else cpu_flags
+    return "mixed_bfloat16" if flags & _BF16_CPU_FLAGS else "float32"
+
+
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:  # not Linux: no way to tell, so no bfloat16
+        return frozenset()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
 @contextmanager
 def _dtype_policy(precision: str) -> Iterator[None]:
     """Only the layers built inside take the policy; restoring it keeps callers unaffected."""
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
+    keras.mixed_precision.set_global_policy(resolve_precision(precision))
     try:
         yield
     finally:
