@@ -15,6 +15,7 @@ STUDY ?=
 SEED ?=
 WORKERS ?= 2
 PORT ?= 5000
+DASHBOARD_PORT ?= 8080
 TOP_K ?=
 FORMAT ?=
 CONFIG ?=
@@ -30,12 +31,12 @@ common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tra
 run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
 	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
 
-.PHONY: help tune workers test bench bench-peers ui export report train compare venv
+.PHONY: help tune workers test bench bench-peers ui dashboard export report train compare venv
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
-	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT TOP_K FORMAT CONFIG SEEDS EPOCHS FULL BUDGET"
+	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT DASHBOARD_PORT TOP_K FORMAT CONFIG SEEDS EPOCHS FULL BUDGET"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tune needs Python 3.11+"'
@@ -50,7 +51,7 @@ tune: $(STAMP) ## run (or resume) the study in SPACE [TRIALS= TIMEOUT= DATA= STO
 	$(BIN)/tune run '$(SPACE)' $(run_opts) $(if $(SEED),--seed $(SEED))
 
 workers: $(STAMP) ## run WORKERS processes of the same study in parallel (seeds SEED+0, SEED+1, ...)
-	@seed=$${SEED:-0}; for i in $$(seq 0 $$(($(WORKERS) - 1))); do \
+	@mkdir -p mlruns; seed=$${SEED:-0}; for i in $$(seq 0 $$(($(WORKERS) - 1))); do \
 	  $(BIN)/tune run '$(SPACE)' $(run_opts) --seed $$((seed + i)) > mlruns/worker-$$i.log 2>&1 & \
 	done; echo "$(WORKERS) workers started, logs in mlruns/worker-*.log"; wait
 
@@ -71,8 +72,11 @@ compare: $(STAMP) ## seed 000's model vs the best config of STUDY (or SPACE's st
 	$(BIN)/tune compare '$(or $(STUDY),$(SPACE))' $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	  $(if $(DATA),--data '$(DATA)') $(common_opts)
 
-ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:PORT
+ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:PORT; prints each study's runs page
 	$(BIN)/tune ui --port $(PORT) $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
+
+dashboard: $(STAMP) ## optuna-dashboard on the study storage, on http://127.0.0.1:DASHBOARD_PORT [STORAGE=]
+	$(BIN)/tune dashboard --port $(DASHBOARD_PORT) $(if $(STORAGE),--storage '$(STORAGE)')
 
 export: $(STAMP) ## the best trial (or TOP_K best) of STUDY (or SPACE's study) as fixed configs [FORMAT=yaml|json]
 	$(BIN)/tune export '$(or $(STUDY),$(SPACE))' $(if $(TOP_K),--top-k $(TOP_K)) $(if $(FORMAT),--format $(FORMAT)) $(common_opts)

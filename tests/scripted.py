@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from tune.contract import Curves, EpochHook, Objective, Params, Splits, TrainingResult, TrainSettings
 from tune.engine.diagnosis import Diagnosis
+from tune.engine.objective import TrialEnd
 from tune.errors import TrainingDiverged
 
 EPOCHS = 8
@@ -38,6 +39,18 @@ def regularized_curves(strength: float, epochs: int = EPOCHS) -> dict[str, list[
     decay = np.exp(-0.25 * epoch)
     return curves_from(0.6 + 1.2 * decay, 0.75 + 0.5 * abs(strength - 0.5) + 1.1 * decay,
                        0.8 - 0.45 * decay, 0.74 - 0.41 * decay)
+
+
+def lost_causes(params: Params) -> dict[str, list[float]]:
+    """``by_dropout``, except that the strongest dropout (above 0.9) sits at chance and none at all
+    (below 0.05) overfits hard from the first epoch: the two cases the early regime call stops."""
+    dropout = float(params["dropout"])
+    if dropout > 0.9:
+        return curves_from([2.3] * EPOCHS, [2.3] * EPOCHS, [0.1] * EPOCHS, [0.1] * EPOCHS)
+    if dropout < 0.05:
+        epoch = np.arange(1, EPOCHS + 1)
+        return curves_from(np.exp(-epoch), 1.2 + 0.1 * epoch, 1 - 0.3 * np.exp(-epoch), [0.5] * EPOCHS)
+    return regularized_curves(dropout)
 
 
 def by_dropout(params: Params) -> dict[str, list[float]]:
@@ -101,9 +114,9 @@ class RecordingTracker:
         assert len(curves.get(objective.metric, [])) == len(run.metrics.get(objective.metric, [])), "the curves of every epoch"
         run.diagnosis, run.title = diagnosis, title
 
-    def finish_trial(self, run_id: str, state: TrialState, failure: str | None) -> None:
+    def finish_trial(self, run_id: str, end: TrialEnd) -> None:
         assert self.runs[run_id].state is None, "a run is finished once"
-        self.runs[run_id].state, self.runs[run_id].failure = state, failure
+        self.runs[run_id].state, self.runs[run_id].failure = end.state, end.failure
 
     def of_trial(self, number: int) -> RecordedRun:
         (run,) = [run for run in self.runs.values() if run.number == number]

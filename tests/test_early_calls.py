@@ -3,30 +3,15 @@ which trials it would have stopped after 3 epochs, and whether the full runs agr
 
 from __future__ import annotations
 
-import numpy as np
-from conftest import curves_from
-from scripted import EPOCHS, ScriptedTrainer, regularized_curves
+from scripted import ScriptedTrainer, lost_causes
 from test_steering import scripted_study
 
 from tune.bench.early_calls import replay, summary
-from tune.contract import Params
 from tune.engine.diagnosis import BALANCED, OVER_REGULARIZED, UNDER_REGULARIZED, Thresholds
-
-EPOCH = np.arange(1, EPOCHS + 1)
-
-
-def by_dropout(params: Params) -> dict[str, list[float]]:
-    """At chance for the strongest dropout, overfitting from the start for none, else the usual."""
-    dropout = float(params["dropout"])
-    if dropout > 0.9:
-        return curves_from([2.3] * EPOCHS, [2.3] * EPOCHS, [0.1] * EPOCHS, [0.1] * EPOCHS)
-    if dropout < 0.05:
-        return curves_from(np.exp(-EPOCH), 1.2 + 0.1 * EPOCH, 1 - 0.3 * np.exp(-EPOCH), [0.5] * EPOCHS)
-    return regularized_curves(dropout)
 
 
 def test_replay_calls_the_lost_causes_early_and_agrees_with_their_full_runs() -> None:
-    study = scripted_study([{"dropout": d} for d in (0.0, 0.2, 0.5, 0.8, 0.95)], ScriptedTrainer(script=by_dropout))
+    study = scripted_study([{"dropout": d} for d in (0.0, 0.2, 0.5, 0.8, 0.95)], ScriptedTrainer(script=lost_causes))
     rows = {row.trial: row for row in replay(study.trials, Thresholds(), num_classes=10)}
     assert [(rows[n].early, rows[n].final) for n in range(5)] == [
         (UNDER_REGULARIZED, UNDER_REGULARIZED), (None, UNDER_REGULARIZED), (None, BALANCED),

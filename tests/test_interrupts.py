@@ -17,15 +17,17 @@ import psutil
 import pytest
 from conftest import ROOT, tiny_space, write_space
 from mlflow.tracking import MlflowClient
+from test_ui import wait_for
 
 from tune.engine.storage import open_storage
+from tune.tracking.tracker import ROLE_TAG
 
 STUDY = "interrupted"
 
 
-def start_study(tmp_path: Path, trials: int = 50, log: str = "") -> subprocess.Popen[bytes]:
+def start_study(tmp_path: Path, trials: int = 50, log: str = "", epochs: int = 8) -> subprocess.Popen[bytes]:
     space = write_space(tmp_path / "space.yaml", tiny_space(
-        study={"name": STUDY, "trials": trials, "pruner": {"type": "none"}}, training={"epochs": 8},
+        study={"name": STUDY, "trials": trials, "pruner": {"type": "none"}}, training={"epochs": epochs},
     ))
     env = {**os.environ, "TUNE_STORE_DIR": str(tmp_path / "mlruns"), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -115,3 +117,37 @@ def test_kill_9_mid_trial_then_the_same_command_closes_what_the_dead_worker_left
     dead_run = client.get_run(killed.user_attrs["mlflow_run_id"])
     assert dead_run.info.status == "FAILED" and "died" in dead_run.data.tags["tune.failure"]
     assert client.get_run(dead_run.data.tags["mlflow.parentRunId"]).info.status == "KILLED"
+
+
+def test_kill_9_while_writing_the_report_then_the_same_command_closes_the_dead_parent_and_reports(tmp_path: Path) -> None:
+    """Once left the parent run RUNNING for ever and the report folder empty. The kill comes as the
+    report folder appears: the last trial is recorded by then, and the report takes seconds to draw."""
+    report = tmp_path / "mlruns/reports" / STUDY
+    tune = start_study(tmp_path, trials=1, epochs=2)
+    try:
+        wait_for(lambda: report.exists() or tune.poll() is not None, 240, "the report folder")
+        assert tune.poll() is None, (tmp_path / "err.txt").read_text()[-3000:]
+    finally:
+        tune.kill()
+    tune.wait()
+    assert not (report / "report.html").exists(), "killed while the report was being written"
+    storage = open_storage(f"journal:{tmp_path / 'mlruns/optuna/journal.log'}")
+    (before,) = optuna.load_study(study_name=STUDY, storage=storage).trials
+    assert before.state == optuna.trial.TrialState.COMPLETE
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns/mlflow.db'}")
+    experiment = client.get_experiment_by_name(STUDY).experiment_id
+    (dead,) = client.search_runs([experiment], f"tags.`{ROLE_TAG}` = 'study'")
+    assert dead.info.status == "RUNNING", "what the killed worker left"
+
+    again = start_study(tmp_path, trials=1, epochs=2, log="-again")
+    assert again.wait(timeout=300) == 0, (tmp_path / "err-again.txt").read_text()[-3000:]
+    after = optuna.load_study(study_name=STUDY, storage=storage).trials
+    assert after[0] == before, "the completed trial is intact"
+    assert [trial.state for trial in after] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert client.get_run(dead.info.run_id).info.status == "KILLED"
+    (parent,) = [run for run in client.search_runs([experiment], f"tags.`{ROLE_TAG}` = 'study'")
+                 if run.info.run_id != dead.info.run_id]
+    assert parent.info.status == "FINISHED"
+    assert "report/report.html" in {item.path for item in client.list_artifacts(parent.info.run_id, "report")}
+    assert (report / "report.html").exists()
+    assert "RUNNING" not in {run.info.status for run in client.search_runs([experiment])}

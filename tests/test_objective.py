@@ -10,12 +10,12 @@ import optuna
 import pytest
 from conftest import tiny_space
 from optuna.trial import TrialState
-from scripted import EPOCHS, SPLITS, RecordingTracker, ScriptedTrainer, regularized_curves
+from scripted import EPOCHS, SPLITS, RecordingTracker, ScriptedTrainer, lost_causes, regularized_curves
 
 from tune.contract import DEFAULT_OBJECTIVE, GAP_LOSS, EpochHook, Params, Splits, Trainer, TrainingResult, TrainSettings
 from tune.engine import trial_record
 from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED
-from tune.engine.objective import NO_EPOCH, TrialContext, make_objective
+from tune.engine.objective import NO_EPOCH, REGIME_CONSTRAINT, TrialContext, make_objective
 from tune.engine.space import SearchSpace
 from tune.engine.study import (
     SPACE_ATTR,
@@ -97,6 +97,37 @@ def test_a_pruned_trial_stops_where_the_pruner_says_and_is_recorded_as_pruned() 
     assert "only 1 epoch recorded" in pruned.user_attrs["diagnosis"]["reason"]
     assert len(pruned.user_attrs["curves"][DEFAULT_OBJECTIVE.metric]) == 1
     assert tracker.of_trial(1).state == TrialState.PRUNED
+
+
+@pytest.mark.parametrize("early_regime", [True, False])
+def test_the_early_regime_call_prunes_lost_causes_with_their_regime_and_reason(early_regime: bool) -> None:
+    pruner = {"pruner": {"type": "none", "early_regime": early_regime}}
+    study, tracker, _ = run([{"dropout": d} for d in (0.95, 0.0, 0.5)], ScriptedTrainer(script=lost_causes), study=pruner)
+    stuck, overfit, balanced = study.trials
+    assert balanced.state == TrialState.COMPLETE and len(balanced.intermediate_values) == EPOCHS
+    if not early_regime:
+        assert stuck.state == overfit.state == TrialState.COMPLETE
+        return
+    for trial, regime in ((stuck, OVER_REGULARIZED), (overfit, UNDER_REGULARIZED)):
+        assert trial.state == TrialState.PRUNED and len(trial.intermediate_values) == 3
+        diagnosis = trial_record.trial_diagnosis(trial)
+        assert diagnosis.regime == regime and diagnosis.reason.startswith("early call after 3 epochs")
+        assert diagnosis.numbers["epochs"] == 3
+        assert tracker.of_trial(trial.number).diagnosis == diagnosis
+        assert tracker.of_trial(trial.number).state == TrialState.PRUNED
+
+
+@pytest.mark.parametrize("regime_aware", [True, False])
+def test_a_regime_aware_study_marks_under_and_over_regularized_trials_infeasible(regime_aware: bool) -> None:
+    sampler = {"sampler": {"type": "tpe", "regime_aware": regime_aware}}
+    study, _, _ = run([{"dropout": d} for d in (0.1, 0.5, 0.9)], study=sampler)
+    constraints = [trial.constraints for trial in study.trials]
+    if regime_aware:
+        assert constraints == [{REGIME_CONSTRAINT: 1.0}, {REGIME_CONSTRAINT: 0.0}, {REGIME_CONSTRAINT: 1.0}]
+        # TPE reads them: the infeasible trials go to its "bad" group whatever their values
+        assert [optuna.samplers._tpe.sampler._get_infeasible_trial_score(t) for t in study.trials] == [1.0, 0.0, 1.0]
+    else:
+        assert constraints == [{}, {}, {}]
 
 
 def test_a_diverged_trial_fails_with_the_epochs_it_finished() -> None:

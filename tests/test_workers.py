@@ -1,15 +1,20 @@
 """Several `tune run` processes on one study: the journal file (one machine), PostgreSQL and
-Redis (several machines) must each hand out distinct trials and keep every result."""
+Redis (several machines) must each hand out distinct trials and keep every result, whether the
+workers log to a local MLflow database or to a shared tracking server, and whether they all live
+or one of them is killed."""
 
 from __future__ import annotations
 
 import getpass
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,14 +22,21 @@ import optuna
 import pytest
 from conftest import ROOT, tiny_space, write_space
 from mlflow.tracking import MlflowClient
+from optuna.trial import FrozenTrial, TrialState
+from test_ui import free_port, serves, wait_for
 
+from tune.engine.liveness import RETRY_OF, WORKER, Worker
 from tune.engine.storage import open_storage
-from tune.tracking.tracker import ROLE_TAG
+from tune.engine.trial_record import FAILURE, RUN_ID
+from tune.processes import signal_group, stop_group
+from tune.tracking.tracker import FAILURE_TAG, PARENT_TAG, ROLE_TAG
 
 TRIALS_PER_WORKER = 2
 WORKERS = 2
 # PostgreSQL's trust auth ignores passwords, so the workers can carry one to show it never leaks.
 PASSWORD = "pg-Se@cret-9f"
+POSTGRESQL_ADMIN = "host=127.0.0.1 port=5432 dbname=test"
+Launch = Callable[..., "subprocess.Popen[str]"]
 
 
 def _answers(port: int) -> bool:
@@ -35,12 +47,10 @@ def _answers(port: int) -> bool:
         return False
 
 
+needs_postgresql = pytest.mark.skipif(not _answers(5432), reason="no PostgreSQL on 127.0.0.1:5432 (.ci/run checks it)")
 STORAGES = [
     pytest.param(None, id="journal-file"),
-    pytest.param("postgresql", id="postgresql", marks=[
-        pytest.mark.services,
-        pytest.mark.skipif(not _answers(5432), reason="no PostgreSQL on 127.0.0.1:5432 (.ci/run checks it)"),
-    ]),
+    pytest.param("postgresql", id="postgresql", marks=[pytest.mark.services, needs_postgresql]),
     pytest.param("redis", id="redis", marks=[
         pytest.mark.services,
         pytest.mark.skipif(not _answers(6379), reason="no Redis on 127.0.0.1:6379 (.ci/run checks it)"),
@@ -48,17 +58,26 @@ STORAGES = [
 ]
 
 
-@pytest.fixture
-def fresh_postgresql() -> Iterator[str]:
-    """An empty database, so the workers also race to create Optuna's tables, as on a new server."""
+@contextmanager
+def _fresh_database() -> Iterator[str]:
+    """An empty database, dropped afterwards even while something still holds a connection."""
     import psycopg
 
     name = f"tune_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("host=127.0.0.1 port=5432 dbname=test", autocommit=True) as admin:
+    with psycopg.connect(POSTGRESQL_ADMIN, autocommit=True) as admin:
         admin.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://{getpass.getuser()}:{quote(PASSWORD, safe='')}@127.0.0.1:5432/{name}"
-    with psycopg.connect("host=127.0.0.1 port=5432 dbname=test", autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    try:
+        yield name
+    finally:
+        with psycopg.connect(POSTGRESQL_ADMIN, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def fresh_postgresql() -> Iterator[str]:
+    """Empty, so the workers also race to create Optuna's tables, as on a new server."""
+    with _fresh_database() as name:
+        yield f"postgresql://{getpass.getuser()}:{quote(PASSWORD, safe='')}@127.0.0.1:5432/{name}"
 
 
 @pytest.fixture
@@ -81,49 +100,214 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"journal:{tmp_path / 'mlruns/optuna/journal.log'}"
 
 
-@pytest.mark.parametrize("storage_url", STORAGES, indirect=True)
-def test_parallel_workers_share_one_study(storage_url: str, tmp_path: Path) -> None:
-    study_name = f"workers-{uuid.uuid4().hex[:8]}"
-    storage = storage_url
-    space = write_space(tmp_path / "space.yaml", tiny_space(
-        study={"name": study_name, "trials": TRIALS_PER_WORKER, "pruner": {"type": "none"}},
-        training={"epochs": 2},
-    ))
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A tracking server as a team would run one: PostgreSQL backend store in a database of its
+    own, artifacts served from a folder, one worker, bound to loopback; its whole process group
+    is stopped at the end."""
+    port = free_port()
+    artifacts = tmp_path / "server-artifacts"
+    with _fresh_database() as name, (tmp_path / "mlflow-server.txt").open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+             "--backend-store-uri", f"postgresql+psycopg://{getpass.getuser()}@127.0.0.1:5432/{name}",
+             "--artifacts-destination", artifacts.as_uri()],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            wait_for(lambda: serves(port) or server.poll() is not None, 180, f"the MLflow server on port {port}")
+            assert server.poll() is None, (tmp_path / "mlflow-server.txt").read_text()[-3000:]
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop_group(server, 5)
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launch]:
+    """Starts `tune run` as each machine would, in a session of its own, so that a test can kill
+    or pause a worker together with its trial processes; whatever is left is killed at the end."""
+    started: list[subprocess.Popen[str]] = []
     env = {**os.environ, "TUNE_STORE_DIR": str(tmp_path / "mlruns"), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "tune", "run", str(space), "--storage", storage, "--seed", str(seed)],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    env.pop("TUNE_STORAGE", None)
+
+    def start(space: Path, seed: int, *options: str) -> subprocess.Popen[str]:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tune", "run", str(space), "--seed", str(seed), *options],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         )
-        for seed in range(WORKERS)
-    ]
-    outputs = [worker.communicate(timeout=600) for worker in workers]
-    for worker, (_, err) in zip(workers, outputs):
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.poll() is None:
+            signal_group(worker.pid, signal.SIGKILL)
+            worker.communicate()
+
+
+def small_space(tmp_path: Path, trials: int, epochs: int) -> tuple[str, Path]:
+    name = f"workers-{uuid.uuid4().hex[:8]}"
+    space = tiny_space(study={"name": name, "trials": trials, "pruner": {"type": "none"}}, training={"epochs": epochs})
+    return name, write_space(tmp_path / "space.yaml", space)
+
+
+def finish(workers: list[subprocess.Popen[str]]) -> list[str]:
+    """Each worker's stdout and stderr, once it exited with status 0."""
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err[-3000:]
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    trials = study.trials
-    assert len(trials) == WORKERS * TRIALS_PER_WORKER
-    assert sorted(t.number for t in trials) == list(range(len(trials)))
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+        outputs.append(out + err)
+    return outputs
+
+
+def assert_every_trial_stored_once(storage: str, study_name: str, count: int) -> list[FrozenTrial]:
+    trials = optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
+    assert sorted(t.number for t in trials) == list(range(count))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
     assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns/mlflow.db'}")
+    return trials
+
+
+def assert_one_child_run_per_trial(client: MlflowClient, study_name: str, count: int) -> None:
+    """Under one parent run per worker, every run closed."""
     experiment = client.get_experiment_by_name(study_name)
     parents = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'study'")
     children = client.search_runs([experiment.experiment_id], f"tags.`{ROLE_TAG}` = 'trial'")
     assert len(parents) == WORKERS
-    assert sorted(int(r.data.tags["tune.trial_number"]) for r in children) == list(range(len(trials)))
-    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {p.info.run_id for p in parents}
-    _assert_password_never_stored(tmp_path / "mlruns", [out + err for out, err in outputs])
+    assert sorted(int(r.data.tags["tune.trial_number"]) for r in children) == list(range(count))
+    assert {r.data.tags[PARENT_TAG] for r in children} == {p.info.run_id for p in parents}
+    assert {r.info.status for r in parents + children} == {"FINISHED"}
 
 
-def _assert_password_never_stored(store: Path, outputs: list[str]) -> None:
-    """Neither the MLflow database nor any artifact nor the terminal holds the password, in clear
-    or URL-encoded (the workers' storage URL carried it for PostgreSQL)."""
-    forms = {PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD)}
-    files = [path for path in store.rglob("*") if path.is_file() and "optuna" not in path.parts]
+@pytest.mark.parametrize("storage_url", STORAGES, indirect=True)
+def test_parallel_workers_share_one_study(storage_url: str, tmp_path: Path, launch: Launch) -> None:
+    study_name, space = small_space(tmp_path, TRIALS_PER_WORKER, epochs=2)
+    outputs = finish([launch(space, seed, "--storage", storage_url) for seed in range(WORKERS)])
+    assert_every_trial_stored_once(storage_url, study_name, WORKERS * TRIALS_PER_WORKER)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns/mlflow.db'}")
+    assert_one_child_run_per_trial(client, study_name, WORKERS * TRIALS_PER_WORKER)
+    files = [path for path in (tmp_path / "mlruns").rglob("*") if path.is_file() and "optuna" not in path.parts]
     assert any(path.name == "mlflow.db" for path in files)
+    _assert_password_never_stored(files, outputs)
+
+
+@pytest.mark.services
+@needs_postgresql
+def test_workers_on_postgresql_log_to_one_mlflow_tracking_server(
+    fresh_postgresql: str, mlflow_server: str, tmp_path: Path, launch: Launch,
+) -> None:
+    """The multi-machine set-up of the README, on one machine: Optuna and the MLflow server both
+    on PostgreSQL, the workers talking to the server over HTTP only."""
+    study_name, space = small_space(tmp_path, TRIALS_PER_WORKER, epochs=2)
+    options = ("--storage", fresh_postgresql, "--tracking-uri", mlflow_server)
+    outputs = finish([launch(space, seed, *options) for seed in range(WORKERS)])
+    assert_every_trial_stored_once(fresh_postgresql, study_name, WORKERS * TRIALS_PER_WORKER)
+    client = MlflowClient(mlflow_server)
+    assert_one_child_run_per_trial(client, study_name, WORKERS * TRIALS_PER_WORKER)
+    served = [path for path in (tmp_path / "server-artifacts").rglob("*") if path.is_file()]
+    assert len([path for path in served if path.name == "learning_curve.png"]) == WORKERS * TRIALS_PER_WORKER, \
+        "artifacts went through the server to its folder"
+    assert not (tmp_path / "mlruns/mlflow.db").exists() and not (tmp_path / "mlruns/artifacts").exists()
+    runs = client.search_runs([client.get_experiment_by_name(study_name).experiment_id])
+    stored = [f"{run.data.tags} {run.data.params}" for run in runs]
+    _assert_password_never_stored(served, outputs + stored)
+
+
+def trials_mid_training(storage: str, study_name: str) -> dict[int, FrozenTrial]:
+    """RUNNING trials that have reported an epoch, by the pid of their worker."""
+    try:
+        trials = optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
+    except KeyError:  # no worker has created the study yet
+        return {}
+    return {Worker.from_json(t.user_attrs[WORKER]).pid: t for t in trials
+            if t.state == TrialState.RUNNING and t.intermediate_values and WORKER in t.user_attrs}
+
+
+def wait_mid_trial(storage: str, study_name: str, workers: list[subprocess.Popen[str]]) -> tuple[subprocess.Popen[str], FrozenTrial]:
+    """The first of ``workers`` seen mid-trial, with its trial."""
+    found: list[tuple[subprocess.Popen[str], FrozenTrial]] = []
+
+    def one_training() -> bool:
+        for worker in workers:
+            assert worker.poll() is None, f"worker {worker.pid} ended early: {worker.communicate()[1][-3000:]}"
+        training = trials_mid_training(storage, study_name)
+        found[:] = [(worker, training[worker.pid]) for worker in workers if worker.pid in training]
+        return bool(found)
+
+    wait_for(one_training, 240, "a worker mid-trial")
+    return found[0]
+
+
+def signal_between_epochs(worker: subprocess.Popen[str], sig: signal.Signals, study: optuna.Study, number: int,
+                          journal: Path) -> int:
+    """``sig`` to the worker's whole group once trial ``number`` has reported its next epoch and
+    the worker has let go of the journal's lock: that epoch is then written to MLflow and Optuna, and
+    no lock is taken again before the next one, so a paused or dead worker stalls no one. Returns
+    the epochs the trial had reported."""
+    lock = journal.with_name(f"{journal.name}.lock")  # Optuna's JournalFileSymlinkLock
+    reported = len(study.trials[number].intermediate_values)
+    deadline = time.monotonic() + 120
+    while len(study.trials[number].intermediate_values) == reported or lock.exists():
+        assert time.monotonic() < deadline and worker.poll() is None, f"trial {number} reported no further epoch"
+        time.sleep(0.01)
+    signal_group(worker.pid, sig)
+    assert not lock.exists(), f"{sig.name} while the worker held the journal's lock"
+    return len(study.trials[number].intermediate_values)
+
+
+def test_two_workers_one_killed_mid_trial_the_next_run_spares_the_survivor(tmp_path: Path, launch: Launch) -> None:
+    """kill -9 of one worker's whole process group (worker, fork server, trial process), as a power
+    cut would, while the other is mid-trial. The first worker to train is the survivor: it is paused
+    until the other is killed and the same command has run again, so the start-up sweep surely finds
+    its trial RUNNING. A paused worker is alive, as a slow one is."""
+    epochs = 5
+    study_name, space = small_space(tmp_path, trials=1, epochs=epochs)
+    journal = tmp_path / "mlruns/optuna/journal.log"
+    storage = f"journal:{journal}"
+    seeds = {launch(space, seed): seed for seed in range(WORKERS)}
+    survivor, spared = wait_mid_trial(storage, study_name, list(seeds))
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    assert signal_between_epochs(survivor, signal.SIGSTOP, study, spared.number, journal) < epochs, "paused mid-trial"
+    (killed,) = [worker for worker in seeds if worker is not survivor]
+    _, dead = wait_mid_trial(storage, study_name, [killed])
+    assert signal_between_epochs(killed, signal.SIGKILL, study, dead.number, journal) < epochs, "killed mid-trial"
+    killed.communicate()
+    assert [study.trials[t.number].state for t in (dead, spared)] == [TrialState.RUNNING] * 2, "neither trial finished"
+
+    again = launch(space, seeds[killed])
+    (out,) = finish([again])
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    assert study.trials[spared.number].state == TrialState.RUNNING, "the live worker's trial was left alone"
+    assert f"trial {dead.number:>3}  FAIL" in out and f"trial {spared.number:>3}  FAIL" not in out
+    signal_group(survivor.pid, signal.SIGCONT)
+    finish([survivor])
+
+    trials = optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
+    assert [t.state for t in trials].count(TrialState.COMPLETE) == 2 and len(trials) == 3, "each run ran its one trial"
+    assert trials[spared.number].state == TrialState.COMPLETE and FAILURE not in trials[spared.number].user_attrs
+    assert trials[dead.number].state == TrialState.FAIL
+    assert f"its worker {socket.gethostname()}:{killed.pid} died" in trials[dead.number].user_attrs[FAILURE]
+    (retry,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == dead.number]
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+    assert Worker.from_json(retry.user_attrs[WORKER]).pid == again.pid
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns/mlflow.db'}")
+    dead_run, spared_run = (client.get_run(trials[t.number].user_attrs[RUN_ID]) for t in (dead, spared))
+    assert dead_run.info.status == "FAILED" and "died" in dead_run.data.tags[FAILURE_TAG]
+    assert client.get_run(dead_run.data.tags[PARENT_TAG]).info.status == "KILLED"
+    assert spared_run.info.status == "FINISHED" and FAILURE_TAG not in spared_run.data.tags
+    assert client.get_run(spared_run.data.tags[PARENT_TAG]).info.status == "FINISHED"
+    runs = client.search_runs([client.get_experiment_by_name(study_name).experiment_id])
+    assert len(runs) == 3 + 3 and "RUNNING" not in {run.info.status for run in runs}, "three parents, three trials"
+
+
+def _assert_password_never_stored(files: list[Path], texts: list[str]) -> None:
+    """Neither a store file nor an output or stored text holds the password, in clear or
+    URL-encoded (the workers' storage URL carried it for PostgreSQL)."""
+    forms = {PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD)}
     for path in files:
         content = path.read_bytes()
         assert not any(form.encode() in content for form in forms), f"{path} holds the storage password"
-    assert not any(form in output for form in forms for output in outputs)
+    assert not any(form in text for form in forms for text in texts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import os
 import signal
 from collections.abc import Callable
 from functools import wraps
@@ -15,6 +14,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from tune.engine.space import SPACE_FORMATS
+from tune.engine.storage import STORAGE_ENV
+from tune.training.tf_logs import choose_tensorflow_logs, filter_stderr
 from tune.errors import Interrupted, TuneError
 
 app = typer.Typer(
@@ -29,7 +30,7 @@ ExportFormat = enum.Enum("ExportFormat", {name: name for name in SPACE_FORMATS},
 Storage = Annotated[
     str | None,
     typer.Option(help="Optuna storage: journal:PATH, PATH.log, redis://..., sqlite:///..., postgresql://... "
-                 "[default: journal file under mlruns/optuna/]", envvar="TUNE_STORAGE"),
+                 "[default: journal file under mlruns/optuna/]", envvar=STORAGE_ENV),
 ]
 TrackingUri = Annotated[
     str | None,
@@ -49,8 +50,10 @@ def user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def quiet_libraries() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def quiet_libraries(tensorflow_logs: bool = False) -> None:
+    """Before TensorFlow loads anywhere: its INFO lines off and its warnings on, unless
+    ``tensorflow_logs`` asks for all of them (``tune.training.tf_logs``)."""
+    choose_tensorflow_logs(unfiltered=tensorflow_logs)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     import optuna
 
@@ -70,14 +73,37 @@ def run(
     tracking_uri: TrackingUri = None,
     study: Annotated[str | None, typer.Option(help="study name [default: from the file]")] = None,
     seed: Annotated[int | None, typer.Option(help="sampler seed; give each parallel worker its own")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only errors and the final summary")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also a line per epoch of every trial, and "
+                                          "TensorFlow's own logs unfiltered")] = False,
+    data_sizes: Annotated[str | None, typer.Option(help="e.g. 5000,10000,20000: one study per training-set size "
+                                                   "(named STUDY-nSIZE), then how the balanced band moves")] = None,
 ) -> None:
     """Run (or resume) the study a search-space file describes."""
-    from tune.commands.run import RunOverrides, run_study
+    from rich.console import Console
 
-    quiet_libraries()
+    import optuna
+
+    from tune.commands.run import RunOverrides, run_study
+    from tune.commands.sizes import parse_sizes, run_data_sizes
+    from tune.progress import Verbosity
+
+    if quiet and verbose:
+        raise typer.BadParameter("--quiet and --verbose exclude each other")
+    verbosity = Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL
+    quiet_libraries(tensorflow_logs=verbose)
     overrides = RunOverrides(trials=trials, timeout=timeout, data=data, study=study, seed=seed)
+    console = Console()
+
+    def run_one(path: Path, run_overrides: RunOverrides) -> optuna.Study:
+        return run_study(path, run_overrides, storage=storage, tracking_uri=tracking_uri, echo=typer.echo,
+                         verbosity=verbosity, console=console if console.is_terminal else None)
+
     try:
-        result = run_study(space, overrides, storage=storage, tracking_uri=tracking_uri, echo=typer.echo)
+        if data_sizes is not None:
+            run_data_sizes(space, overrides, parse_sizes(data_sizes), run_one, typer.echo)
+            return
+        result = run_one(space, overrides)
     except KeyboardInterrupt as stop:
         signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
         typer.echo(f"interrupted by {signal.Signals(signum).name}: the running trial is marked failed and every finished "
@@ -115,9 +141,10 @@ def train(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Retrain a fixed config on the whole training set, test it once, register the model."""
+    quiet_libraries()
+    noise_filter = filter_stderr()  # noqa: F841 (lives as long as the command); TensorFlow loads in this process
     from tune.commands.train import train_config
 
-    quiet_libraries()
     train_config(config, data=data, seeds=seeds, epochs=epochs, full=full, tracking_uri=tracking_uri, echo=typer.echo)
 
 
@@ -132,9 +159,10 @@ def compare(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Seed 000's model against the study's best config, both retrained and tested once."""
+    quiet_libraries()
+    noise_filter = filter_stderr()  # noqa: F841 (lives as long as the command); TensorFlow loads in this process
     from tune.commands.compare import compare_study
 
-    quiet_libraries()
     compare_study(study_or_space, storage=storage, tracking_uri=tracking_uri, seeds=seeds, epochs=epochs,
                   data=data, echo=typer.echo)
 
@@ -161,9 +189,24 @@ def ui(
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Open the MLflow UI on these stores, bound to 127.0.0.1."""
-    from tune.commands.ui import LOOPBACK, serve, ui_command
+    from tune.commands.ui import study_pages, ui_command
+    from tune.processes import LOOPBACK, serve
     from tune.tracking.tracker import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
     typer.echo(f"MLflow UI on http://{LOOPBACK}:{port} for {uri} (Ctrl-C to stop)")
+    typer.echo(study_pages(uri, port))
     raise typer.Exit(serve(ui_command(uri, port)))
+
+
+@app.command()
+@user_errors
+def dashboard(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 8080,
+    storage: Storage = None,
+) -> None:
+    """Open optuna-dashboard on the study storage, bound to 127.0.0.1."""
+    from tune.commands.dashboard import serve_dashboard
+    from tune.engine.storage import default_storage_url
+
+    raise typer.Exit(serve_dashboard(storage or default_storage_url(), port, typer.echo))

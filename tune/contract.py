@@ -88,12 +88,20 @@ def best_epoch(curves: Curves, objective: Objective) -> int:
     return objective.best_index(values)
 
 
+# The one-line summary of a trial: each metric at the best epoch, the 1-based best epoch, the epochs run.
+BEST_EPOCH, EPOCHS_RUN = "best_epoch", "epochs_run"
+
+
+def at_best(metric: str) -> str:
+    return f"best_{metric}"
+
+
 def at_best_epoch(curves: Curves, objective: Objective) -> dict[str, float]:
-    """Every metric at the best epoch (``best_<metric>``), with the 1-based ``best_epoch`` and
-    ``epochs_run``: the one-line summary of a trial."""
+    """Every metric at the best epoch (``at_best(metric)``), with the 1-based ``BEST_EPOCH`` and
+    ``EPOCHS_RUN``: the one-line summary of a trial."""
     best = best_epoch(curves, objective)
-    summary = {f"best_{key}": float(values[best]) for key, values in curves.items()}
-    return {**summary, "best_epoch": best + 1, "epochs_run": len(curves[objective.metric])}
+    summary = {at_best(key): float(values[best]) for key, values in curves.items()}
+    return {**summary, BEST_EPOCH: best + 1, EPOCHS_RUN: len(curves[objective.metric])}
 
 
 def generalization_gaps(curves: Curves) -> dict[str, list[float]]:

@@ -1,5 +1,6 @@
-"""How ``tune`` ends the process groups it starts (the MLflow UI server, a benchmark race's arms)
-and how it takes over stop signals for a while, restoring what was there before."""
+"""How ``tune`` ends the process groups it starts (the MLflow UI and Optuna dashboard servers, a
+benchmark race's arms) and how it takes over stop signals for a while, restoring what was there
+before."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 
 SignalHandler = Callable[[int, FrameType | None], None]
+LOOPBACK = "127.0.0.1"  # the only interface the servers listen on
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_SERVER_GRACE_S = 10.0
 
 
 def signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -37,3 +41,23 @@ def handling(signals: Iterable[signal.Signals], handler: SignalHandler) -> Itera
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def serve(command: list[str], env: Mapping[str, str] | None = None) -> int:
+    """Run a server in a process group of its own until it exits or ``tune`` is told to stop, so
+    none of its workers outlives ``tune`` on the port. The exit status is the server's, or 128 +
+    the signal that stopped ``tune`` (130 for Ctrl-C, 143 for TERM). ``env`` replaces the
+    environment, for what should not show on a command line."""
+    server = subprocess.Popen(command, start_new_session=True, env=env)
+    received: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        signal_group(server.pid, signal.SIGTERM)
+
+    try:
+        with handling(_STOP_SIGNALS, stop):
+            code = server.wait()
+    finally:
+        stop_group(server, _SERVER_GRACE_S)
+    return 128 + received[0] if received else code

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from types import FrameType
 
 import optuna
 from optuna.trial import TrialState
+from rich.console import Console
 
 from tune.contract import Splits, Trainer
 from tune.data.sources import load_dataset
@@ -25,13 +27,12 @@ from tune.engine.storage import default_storage_url, redact
 from tune.engine.study import open_study, study_objective
 from tune.errors import Interrupted, StudyError
 from tune.processes import handling
+from tune.progress import Echo, RunProgress, Verbosity
 from tune.report.publish import publish_report
 from tune.report.text import render_text
 from tune.tracking.provenance import provenance_tags
 from tune.tracking.tracker import Tracker
 from tune.training.isolated import train_isolated
-
-Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,14 @@ class RunOverrides:
     data: str | None = None
     study: str | None = None
     seed: int | None = None
+    train_subset: int | None = None
 
 
 def resolve_space(path: Path, overrides: RunOverrides) -> SearchSpace:
     """The file's space with the overrides applied, validated before any store is touched."""
     space = load_space(path).with_overrides(
         study={"trials": overrides.trials, "timeout": overrides.timeout, "name": overrides.study},
-        data={"source": overrides.data},
+        data={"source": overrides.data, "train_subset": overrides.train_subset},
     )
     if overrides.seed is not None:
         space = space.with_overrides(study={"sampler": {**space.study.sampler.model_dump(), "seed": overrides.seed}})
@@ -62,11 +64,13 @@ def load_splits(space: SearchSpace) -> Splits:
 
 
 def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
-    metric = study_objective(study).metric
+    objective = study_objective(study)
+    metric = objective.metric
     value = f"{metric}={trial.value:.4f}" if trial.value is not None else f"{'':>{len(metric) + 7}}"
     epochs = len(trial.intermediate_values)
     regime = trial_record.trial_regime(trial)
-    best = " *best*" if trial.value is not None and trial.number == study.best_trial.number else ""
+    leader = trial_record.best_completed(study.get_trials(deepcopy=False), objective)
+    best = " *best*" if leader is not None and trial.number == leader.number else ""
     failure = trial_record.trial_failure(trial)
     why = f"  ({failure.splitlines()[0]})" if failure else ""
     return f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} {regime}{best}{why}"
@@ -82,11 +86,11 @@ def _signals_interrupt() -> Iterator[None]:
         yield
 
 
-def _recover(study: optuna.Study, tracker: Tracker, echo: Echo) -> None:
+def _recover(study: optuna.Study, tracker: Tracker, progress: RunProgress) -> None:
     """What dead workers left RUNNING, in Optuna and in MLflow, is closed before new trials start."""
     for trial, reason in recover_dead_trials(study):
         tracker.close_dead_trial(trial.user_attrs.get(trial_record.RUN_ID), reason)
-        echo(f"trial {trial.number:>3}  FAIL     ({reason}); its parameters are queued again")
+        progress.line(f"trial {trial.number:>3}  FAIL     ({reason}); its parameters are queued again")
     tracker.close_dead_parents()
 
 
@@ -109,26 +113,39 @@ def _start_parent(tracker: Tracker, space: SearchSpace, name: str, path: Path, s
     return parent
 
 
+def _next_steps(name: str, storage: str | None, tracking_uri: str | None, tracker: Tracker) -> list[str]:
+    """Where the results are, as commands to paste, with the stores this run was given."""
+    tracking = ["--tracking-uri", tracking_uri] if tracking_uri else []
+    stores = (["--storage", redact(storage)] if storage else []) + tracking
+    return [f"MLflow runs: {tracker.tracking_uri} (browse them with `{shlex.join(['tune', 'ui', *tracking])}`)",
+            f"export the best trial: {shlex.join(['tune', 'export', name, *stores])}"]
+
+
 def run_study(
     path: Path, overrides: RunOverrides, *, storage: str | None, tracking_uri: str | None,
-    echo: Echo = print, trainer: Trainer = train_isolated,
+    echo: Echo = print, trainer: Trainer = train_isolated, verbosity: Verbosity = Verbosity.NORMAL,
+    console: Console | None = None,
 ) -> optuna.Study:
-    """Validate, load data, open the study and its parent run, run the trials, report."""
+    """Validate, load data, open the study and its parent run, run the trials, report. Lines go to
+    ``echo``, or above a live progress bar on ``console``, a terminal."""
+    progress = RunProgress(echo, verbosity, console)
     space = resolve_space(path, overrides)
     name = space.study_name(path)
     splits = load_splits(space)
-    echo(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, model {space.model.name}")
+    progress.line(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, "
+                  f"model {space.model.name}")
     study = open_study(space, name, storage, str(path))
     tracker = Tracker(name, tracking_uri)
-    _recover(study, tracker, echo)
+    _recover(study, tracker, progress)
     parent = _start_parent(tracker, space, name, path, storage)
     ctx = TrialContext(space, splits, name, parent, space.study.sampler.seed or 0)
+    objective = progress.watch(make_objective(ctx, tracker, progress.watch_epochs(trainer)))
     status, finished = "FAILED", []
     try:
-        with _signals_interrupt():
+        with _signals_interrupt(), progress.running(study, space.study.trials):
             study.optimize(
-                make_objective(ctx, tracker, trainer), n_trials=space.study.trials, timeout=space.study.timeout,
-                catch=(Exception,), callbacks=[lambda s, t: (finished.append(t), echo(_trial_line(s, t)))],
+                objective, n_trials=space.study.trials, timeout=space.study.timeout, catch=(Exception,),
+                callbacks=[lambda s, t: (finished.append(t), progress.finished(s, t, _trial_line(s, t)))],
             )
         _check_not_all_failed(finished)
         status = "FINISHED"
@@ -137,6 +154,8 @@ def run_study(
         tracker.close_open_children(parent, INTERRUPTED)
         raise
     finally:
-        echo(render_text(publish_report(study, tracker, parent)))
+        progress.summary(render_text(publish_report(study, tracker, parent)))
+        for line in _next_steps(name, storage, tracking_uri, tracker):
+            progress.summary(line)
         tracker.finish_run(parent, status)
     return study

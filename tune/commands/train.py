@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tune.commands.run import Echo
 from tune.contract import (
+    BEST_EPOCH,
     TEST_ACCURACY,
     TEST_LOSS,
     Curves,
@@ -25,6 +26,7 @@ from tune.contract import (
     TestSplit,
     TrainingResult,
     TrainSettings,
+    at_best,
 )
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning, with_validation_in_training
@@ -167,7 +169,7 @@ def _log_result(
     curves: Curves, title: str,
 ) -> None:
     tracker.log_metrics(run_id, {TEST_LOSS: tested.test_loss, TEST_ACCURACY: tested.test_accuracy,
-                                 f"best_{validation.objective.metric}": validation.value, "best_epoch": validation.best_epoch + 1,
+                                 at_best(validation.objective.metric): validation.value, BEST_EPOCH: validation.best_epoch + 1,
                                  "tested_epochs": tested.training.epochs_run})
     tracker.log_diagnosis(run_id, diagnosis, curves, title, validation.objective)
 

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from tune.contract import Curves, EpochHook, Objective, Params, Splits, Trainer, at_best_epoch, generalization_gaps
 from tune.engine import liveness, trial_record
-from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis, diagnose
+from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED, Diagnosis, diagnose, early_call
 from tune.engine.space import SearchSpace
 from tune.engine.study import suggest_params
 from tune.errors import TuneError
@@ -26,6 +26,9 @@ from tune.training.isolated import train_isolated
 
 NO_EPOCH = "no epoch finished: the trial failed before its first epoch ended"
 INTERRUPTED = "interrupted"
+# The Optuna constraint a regime-aware study sets on every trial: positive (infeasible, so TPE
+# samples less near it) for an under- or over-regularized trial.
+REGIME_CONSTRAINT = "regime"
 
 
 class TrialTracker(Protocol):
@@ -35,7 +38,20 @@ class TrialTracker(Protocol):
     def start_trial(self, parent_id: str, number: int, params: Params, study_name: str) -> str: ...
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None: ...
     def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective) -> None: ...
-    def finish_trial(self, run_id: str, state: TrialState, failure: str | None) -> None: ...
+    def finish_trial(self, run_id: str, end: TrialEnd) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrialEnd:
+    """How a trial ended, for the tracker to name its run and to tell whether it is the best so
+    far: ``value`` is the objective at the kept epoch, which only a completed trial has."""
+
+    number: int
+    state: TrialState
+    regime: str
+    objective: Objective
+    value: float | None
+    failure: str | None
 
 
 @dataclass(frozen=True)
@@ -54,30 +70,38 @@ def make_objective(
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         curves: defaultdict[str, list[float]] = defaultdict(list)
-        state, failure, run_id = TrialState.FAIL, None, None
+        state, value, failure, run_id, early = TrialState.FAIL, None, None, None, None
         try:  # from the first step, so a failure or Ctrl-C at any point is recorded
             liveness.claim(trial)
             params = suggest_params(trial, ctx.space)
             run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
             trial.set_user_attr(trial_record.RUN_ID, run_id)
             settings = ctx.space.train_settings(ctx.seed + trial.number)
-            result = trainer(params, ctx.splits, settings, _epoch_hook(trial, tracker, run_id, curves, settings.objective))
-            state = TrialState.COMPLETE
-            return result.value
-        except optuna.TrialPruned:
-            state = TrialState.PRUNED
+            result = trainer(params, ctx.splits, settings, _epoch_hook(trial, ctx, tracker, run_id, curves, settings.objective))
+            state, value = TrialState.COMPLETE, result.value
+            return value
+        except optuna.TrialPruned as pruned:
+            state, early = TrialState.PRUNED, pruned.diagnosis if isinstance(pruned, RegimeCalled) else None
             raise
         except BaseException as exc:
             failure = _failure_text(exc)
             raise
         finally:
-            _record(trial, ctx, tracker, run_id, dict(curves), state, failure)
+            _record(trial, ctx, tracker, run_id, dict(curves), state, value, failure, early)
 
     return objective
 
 
+class RegimeCalled(optuna.TrialPruned):
+    """Pruned by the early regime call; carries the verdict, which is the trial's diagnosis."""
+
+    def __init__(self, diagnosis: Diagnosis) -> None:
+        super().__init__(diagnosis.reason)
+        self.diagnosis = diagnosis
+
+
 def _epoch_hook(
-    trial: optuna.Trial, tracker: TrialTracker, run_id: str, curves: defaultdict[str, list[float]],
+    trial: optuna.Trial, ctx: TrialContext, tracker: TrialTracker, run_id: str, curves: defaultdict[str, list[float]],
     objective: Objective,
 ) -> EpochHook:
     """Per epoch: keep the curves, log them with the gaps, report the objective, maybe prune."""
@@ -92,6 +116,10 @@ def _epoch_hook(
         trial.report(value, epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {objective.metric}={value:.4f}")
+        if ctx.space.study.pruner.early_regime and epoch + 1 == ctx.space.diagnosis.early_epochs:
+            call = early_call(curves, ctx.space.diagnosis, num_classes=len(ctx.splits.class_names))
+            if call is not None:
+                raise RegimeCalled(Diagnosis(call.regime, call.reason, _diagnose(curves, ctx).numbers))
 
     return on_epoch
 
@@ -109,16 +137,24 @@ def _diagnose(curves: Curves, ctx: TrialContext) -> Diagnosis:
     return diagnose(curves, ctx.space.diagnosis, num_classes=len(ctx.splits.class_names))
 
 
+def trial_summary(curves: Curves, objective: Objective) -> dict[str, float]:
+    """Every metric at the kept epoch, the generalization gaps included: the numbers a person
+    compares trials by, one column each."""
+    return at_best_epoch({**curves, **generalization_gaps(curves)}, objective)
+
+
 def _record(
     trial: optuna.Trial, ctx: TrialContext, tracker: TrialTracker, run_id: str | None, curves: Curves,
-    state: TrialState, failure: str | None,
+    state: TrialState, value: float | None, failure: str | None, early: Diagnosis | None,
 ) -> None:
-    diagnosis = _diagnose(curves, ctx)
+    diagnosis = early or _diagnose(curves, ctx)
     trial_record.store(trial, diagnosis, curves, failure)
+    if ctx.space.study.sampler.regime_aware:
+        trial.set_constraint(REGIME_CONSTRAINT, 1.0 if diagnosis.regime in (UNDER_REGULARIZED, OVER_REGULARIZED) else 0.0)
     if run_id is None:  # stopped before its MLflow run existed
         return
     if curves:
-        tracker.log_metrics(run_id, at_best_epoch(curves, ctx.space.objective))
+        tracker.log_metrics(run_id, trial_summary(curves, ctx.space.objective))
     title = f"{ctx.study_name} trial {trial.number} ({state.name.lower()})"
     tracker.log_diagnosis(run_id, diagnosis, curves, title, ctx.space.objective)
-    tracker.finish_trial(run_id, state, failure)
+    tracker.finish_trial(run_id, TrialEnd(trial.number, state, diagnosis.regime, ctx.space.objective, value, failure))

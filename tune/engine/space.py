@@ -216,6 +216,13 @@ class SamplerSettings(_Strict):
     seed: int | None = Field(0, ge=0, le=MAX_SEED)
     n_startup_trials: int = Field(10, ge=0, le=MAX_COUNT)
     multivariate: bool = True
+    # TPE samples less where trials ended under- or over-regularized (an Optuna constraint per trial).
+    regime_aware: bool = False
+
+    @model_validator(mode="after")
+    def _regimes_need_tpe(self) -> SamplerSettings:
+        _raise(self.regime_aware and self.type != "tpe" and f"regime_aware needs type 'tpe', got {self.type!r}")
+        return self
 
 
 class PrunerSettings(_Strict):
@@ -224,6 +231,9 @@ class PrunerSettings(_Strict):
     n_warmup_steps: int = Field(1, ge=0, le=MAX_EPOCHS)
     min_resource: int = Field(1, ge=1, le=MAX_EPOCHS)
     reduction_factor: int = Field(3, ge=2, le=MAX_EPOCHS)
+    # Also stop a trial after diagnosis.early_epochs epochs when it is stuck at chance or already
+    # overfitting hard (``tune.engine.diagnosis.early_call``), with that regime and reason.
+    early_regime: bool = False
 
 
 class StudySettings(_Strict):

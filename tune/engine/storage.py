@@ -18,6 +18,9 @@ from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 from tune.errors import StudyError
 from tune.paths import journal_file
 
+# Where every command (and the dashboard's server process) takes the storage URL from when no
+# --storage is given: the shell environment, or the dashboard's, which keeps a password out of `ps`.
+STORAGE_ENV = "TUNE_STORAGE"
 _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 _MASK = "***"
 _SECRET_KEYS = frozenset({"password", "passwd", "pwd"})

@@ -1,14 +1,17 @@
 """``tune report`` and the end of ``tune run``: build the study report into its folder and attach
-it to the study's parent run in MLflow, so the UI shows the diagnosis next to the trials."""
+it to the study's parent run in MLflow with the best trial's numbers and a link to its run, so the
+UI shows the diagnosis and the winner next to the trials."""
 
 from __future__ import annotations
 
 import optuna
 
-from tune.engine.study import load_existing_study
+from tune.engine.objective import trial_summary
+from tune.engine.study import load_existing_study, study_objective
+from tune.engine.trial_record import RUN_ID, best_completed, trial_curves
 from tune.paths import report_dir
 from tune.report.analysis import Report, build_report
-from tune.tracking.tracker import Tracker
+from tune.tracking.tracker import OBJECTIVE_METRIC, Tracker
 
 
 def publish_report(study: optuna.Study, tracker: Tracker, parent_run_id: str | None) -> Report:
@@ -16,7 +19,21 @@ def publish_report(study: optuna.Study, tracker: Tracker, parent_run_id: str | N
     if parent_run_id is not None:
         for path in report.files:
             tracker.log_file(parent_run_id, path, "report")
+        _publish_best(study, tracker, parent_run_id)
+        tracker.show_params(sorted({name for trial in study.get_trials(deepcopy=False) for name in trial.distributions}))
     return report
+
+
+def _publish_best(study: optuna.Study, tracker: Tracker, parent_run_id: str) -> None:
+    """The study's best, whichever worker ran it: Optuna's record is the authority, so the best
+    tag on the trial runs is set right here too."""
+    objective = study_objective(study)
+    best = best_completed(study.get_trials(deepcopy=False), objective)
+    if best is None:
+        return
+    curves = trial_curves(best)
+    summary = trial_summary(curves, objective) if curves else {}
+    tracker.log_best(parent_run_id, best.number, best.user_attrs.get(RUN_ID), {OBJECTIVE_METRIC: best.value, **summary})
 
 
 def report_study(name: str, *, storage: str | None, tracking_uri: str | None) -> Report:

@@ -8,21 +8,24 @@ several studies or workers in one process cannot log into each other's runs.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.default_experiment import DEFAULT_EXPERIMENT_ID
 from optuna.trial import TrialState
 
-from tune.contract import Curves, Objective
+from tune.contract import BEST_EPOCH, GAP_LOSS, VAL_ACCURACY, Curves, Objective, at_best
 from tune.engine.diagnosis import Diagnosis
 from tune.engine.liveness import Worker
+from tune.engine.objective import TrialEnd
 from tune.paths import artifacts_dir, mlflow_database
 from tune.report.curves import learning_curve_figure
 
@@ -35,7 +38,21 @@ REGIME_TAG = "tune.regime"
 REASON_TAG = "tune.diagnosis"
 FAILURE_TAG = "tune.failure"
 WORKER_TAG = "tune.worker"
+BEST_TAG = "tune.best"  # "true" on the study's best trial so far, and on no other run
+BEST_TRIAL_TAG = "tune.best_trial"
+BEST_RUN_TAG = "tune.best_run_id"
+NOTE_TAG = "mlflow.note.content"  # the run page's Description, rendered as Markdown
+# MLflow 3 opens an experiment without this tag in its GenAI mode, on an empty "Traces" page;
+# "custom_model_development" is the UI's "Machine learning" kind, which opens on the runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+# The runs page opens on this view (MLflow's "shared view", an experiment tag): the trials' key
+# numbers, searched parameters and filter tags as columns, which MLflow shows none of by default.
+RUNS_VIEW = "trials"
+RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW}"
 DIAGNOSIS_PREFIX = "diagnosis."
+OBJECTIVE_METRIC = "objective"  # the trial's value: the study's objective at the kept epoch
+_KEY_METRICS = (OBJECTIVE_METRIC, at_best(VAL_ACCURACY), BEST_EPOCH, at_best(GAP_LOSS))
 _RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
 _MAX_PARAM_LENGTH = 6000
 _MAX_TAG_LENGTH = 5000  # MLflow's limit is 8000 on current servers; a traceback's end says most
@@ -49,6 +66,36 @@ def default_tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else a SQLite database in the store folder (MLflow 3 has
     no file store any more)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_database().resolve()}"
+
+
+def runs_page(ui_url: str, experiment_id: str) -> str:
+    """The address of a study's runs in the MLflow UI, in its machine-learning mode whatever the
+    UI showed last, with the trials' columns."""
+    return f"{ui_url}/#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW}&workflowType=machine_learning"
+
+
+def run_page(ui_url: str, experiment_id: str, run_id: str) -> str:
+    return f"{ui_url}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def _runs_view(params: Iterable[str]) -> str:
+    """The view as the UI stores it: column keys written ``group.`name```."""
+    columns = [*(f"metrics.`{name}`" for name in _KEY_METRICS), *(f"params.`{name}`" for name in params),
+               *(f"tags.`{name}`" for name in (STATE_TAG, REGIME_TAG, BEST_TAG))]
+    return json.dumps({"selectedColumns": columns})
+
+
+def study_names(tracking_uri: str) -> list[str]:
+    """Every experiment but MLflow's own default: the studies, each with the retrains and
+    comparisons of its configs."""
+    with _first_use_lock(tracking_uri):
+        experiments = MlflowClient(tracking_uri).search_experiments()
+    return [e.name for e in experiments if e.experiment_id != DEFAULT_EXPERIMENT_ID]
+
+
+def _trial_run_name(study_name: str, number: int, *words: str) -> str:
+    """Reads like the trial's line in the terminal: ``cifar10 #12 COMPLETE balanced``."""
+    return " ".join((study_name, f"#{number}", *words))
 
 
 def _now_ms() -> int:
@@ -100,10 +147,24 @@ class Tracker:
         return artifacts_dir(study_name).resolve().as_uri()
 
     def _experiment(self, study_name: str) -> str:
+        """Experiments made before ``tune`` set their kind and view get them on their next use."""
+        tags = {EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND, RUNS_VIEW_TAG: _runs_view(())}
         found = self.client.get_experiment_by_name(study_name)
-        if found is not None:
-            return found.experiment_id
-        return self.client.create_experiment(study_name, self._artifact_location(study_name))
+        if found is None:
+            try:
+                return self.client.create_experiment(study_name, self._artifact_location(study_name), tags=tags)
+            except MlflowException as exc:  # a worker on another machine created it first
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            found = self.client.get_experiment_by_name(study_name)
+        for key, value in tags.items():
+            if key not in found.tags:
+                self.client.set_experiment_tag(found.experiment_id, key, value)
+        return found.experiment_id
+
+    def show_params(self, params: Iterable[str]) -> None:
+        """Add the searched parameters to the runs page's columns, once the study knows them."""
+        self.client.set_experiment_tag(self.experiment_id, RUNS_VIEW_TAG, _runs_view(params))
 
     def _start(self, run_name: str, parent_id: str | None, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """A run with its params, nested under ``parent_id`` when there is one."""
@@ -118,7 +179,7 @@ class Tracker:
 
     def start_trial(self, parent_id: str, number: int, params: Mapping[str, Any], study_name: str) -> str:
         tags = {ROLE_TAG: "trial", TRIAL_TAG: str(number), STUDY_TAG: study_name}
-        return self._start(f"trial-{number}", parent_id, params, tags)
+        return self._start(_trial_run_name(study_name, number), parent_id, params, tags)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         items = [Param(k, str(v)[:_MAX_PARAM_LENGTH]) for k, v in _flatten(params).items()]
@@ -147,11 +208,45 @@ class Tracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def finish_trial(self, run_id: str, state: TrialState, failure: str | None) -> None:
-        """Record how the trial ended, and why if it failed; pruned trials show as KILLED in the
-        MLflow UI."""
-        self.set_tags(run_id, {STATE_TAG: state.name, **({FAILURE_TAG: failure[-_MAX_TAG_LENGTH:]} if failure else {})})
-        self.client.set_terminated(run_id, _RUN_STATUS[state])
+    def finish_trial(self, run_id: str, end: TrialEnd) -> None:
+        """Record how the trial ended, and why if it failed, in the run's name, tags and status;
+        pruned trials show as KILLED in the MLflow UI. A completed trial that beats the study's
+        best so far takes the best tag."""
+        failure = {FAILURE_TAG: end.failure[-_MAX_TAG_LENGTH:]} if end.failure else {}
+        self.set_tags(run_id, {STATE_TAG: end.state.name, **failure})
+        if end.value is not None:
+            self.log_metrics(run_id, {OBJECTIVE_METRIC: end.value})
+            if self._beats_best(end.value, end.objective):
+                self.mark_best(run_id)
+        self.client.update_run(run_id, name=_trial_run_name(self.study_name, end.number, end.state.name, end.regime))
+        self.client.set_terminated(run_id, _RUN_STATUS[end.state])
+
+    def _best_runs(self) -> list[Run]:
+        return self.client.search_runs([self.experiment_id], f"tags.`{BEST_TAG}` = 'true'")
+
+    def _beats_best(self, value: float, objective: Objective) -> bool:
+        """Strictly better only: on a tie the first trial keeps the tag, as Optuna keeps it best."""
+        held = [run.data.metrics.get(OBJECTIVE_METRIC) for run in self._best_runs()]
+        return all(other is None or objective.key(value) < objective.key(other) for other in held)
+
+    def mark_best(self, run_id: str) -> None:
+        """The tag goes onto the new best before it leaves the others, so a filter on it always
+        finds a run."""
+        self.set_tags(run_id, {BEST_TAG: "true"})
+        for run in self._best_runs():
+            if run.info.run_id != run_id:
+                self.client.delete_tag(run.info.run_id, BEST_TAG)
+
+    def log_best(self, parent_id: str, number: int, run_id: str | None, metrics: Mapping[str, float]) -> None:
+        """The parent run's row shows the best trial's numbers in the trials' own columns, and its
+        page links to that trial's run."""
+        self.log_metrics(parent_id, metrics)
+        tags = {BEST_TRIAL_TAG: str(number)}
+        if run_id is not None:
+            self.mark_best(run_id)
+            link = run_page("", self.experiment_id, run_id)
+            tags |= {BEST_RUN_TAG: run_id, NOTE_TAG: f"Best trial: [{_trial_run_name(self.study_name, number)}]({link})"}
+        self.set_tags(parent_id, tags)
 
     def start_retrain(self, parent_id: str | None, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
         """A retrain of a fixed config, nested under the study's parent run or a comparison."""

@@ -4,7 +4,8 @@
 11 MiB per trial in one process (see the memory benchmark), which a long study cannot afford.
 A process per trial returns everything to the OS when it exits. The child is forked from a
 fork server that has imported ``tune.training.fit`` (and so TensorFlow) once, so a trial starts in
-well under a second instead of paying the import again. The parent keeps Optuna and MLflow: the
+well under a second instead of paying the import again; the server filters TensorFlow's no-GPU
+log lines first (``tune.training.trial_server``). The parent keeps Optuna and MLflow: the
 child sends each epoch's metrics over a pipe and waits for the parent's word to go on or stop
 (pruning). This module itself never imports TensorFlow.
 """
@@ -22,15 +23,17 @@ from typing import Any
 from tune.contract import EpochHook, Params, Splits, TrainingResult, TrainSettings
 from tune.errors import TrialProcessDied, TuneError
 
-# The module the fork server imports before forking: where ``train_model`` lives.
+# Where ``train_model`` lives, which the fork server imports before forking, through the server's
+# start-up module.
 FIT_MODULE = "tune.training.fit"
+SERVER_MODULE = "tune.training.trial_server"
 _GO, _STOP = "go", "stop"
 
 
 @functools.cache
 def _context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([FIT_MODULE])
+    context.set_forkserver_preload([SERVER_MODULE])
     return context
 
 
