@@ -19,6 +19,7 @@ import numpy as np
 import optuna
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
+from matplotlib.ticker import NullFormatter
 from matplotlib.figure import Figure
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
@@ -210,6 +211,7 @@ def _bin_centre(item: EffectBin, distribution: BaseDistribution) -> float:
 
 # The rows of the regime map, from too little regularization to too much.
 _MAP_ROWS = (UNDER_REGULARIZED, BALANCED, OVER_REGULARIZED)
+_MAP_COLUMNS = 4  # knobs per row of the regime map, so a wide space still fits a page
 
 
 def _regime_map_figure(
@@ -220,9 +222,15 @@ def _regime_map_figure(
     drawn = [knob for knob in knobs if knob.points]
     if not drawn:
         raise _NothingToDraw(f"{NO_COMPLETED_TRIAL} with a clear regime on a searched regularizer")
-    fig = Figure(figsize=(max(6.0, 3.2 * len(drawn)), 3.4), layout="constrained")
-    for axes, knob in zip(fig.subplots(1, len(drawn), squeeze=False, sharey=True)[0], drawn):
+    columns = min(len(drawn), _MAP_COLUMNS)
+    rows = math.ceil(len(drawn) / columns)
+    fig = Figure(figsize=(max(6.0, 3.4 * columns), 3.2 * rows), layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False, sharey=True).ravel()
+    for axes, knob in zip(grid, drawn):
         _draw_regime_map(axes, knob, distributions[knob.name], best)
+    for axes in grid[len(drawn):]:
+        axes.set_visible(False)
+    grid[0].legend(fontsize=7, loc="upper left")
     return fig
 
 
@@ -243,13 +251,13 @@ def _draw_regime_map(axes: Axes, knob: KnobMap, distribution: BaseDistribution, 
     axes.set_yticks(range(len(_MAP_ROWS)), _MAP_ROWS)
     axes.set_ylim(-0.5, len(_MAP_ROWS) - 0.5)
     axes.set_title(knob.name)
-    axes.legend(fontsize=7, loc="upper left")
 
 
 def _value_position(axes: Axes, distribution: BaseDistribution) -> Callable[[Any], float]:
     """Numeric values where they are (log axis for log distributions); categories at their index."""
     if is_numeric(distribution):
         axes.set_xscale("log" if is_log(distribution) else "linear")
+        axes.xaxis.set_minor_formatter(NullFormatter())  # a range under a decade labels every minor tick
         return float
     choices = distribution.choices
     axes.set_xticks(range(len(choices)), [str(choice) for choice in choices])
