@@ -31,11 +31,11 @@ common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tra
 run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
 	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
 
-.PHONY: help tune workers test bench bench-peers ui dashboard export report train compare venv
+.PHONY: help tune workers test bench bench-peers bench-speed bench-overhead bench-precision ui dashboard export report train compare venv
 .DEFAULT_GOAL := help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS PORT DASHBOARD_PORT TOP_K FORMAT CONFIG SEEDS EPOCHS FULL BUDGET"
 
 $(STAMP): pyproject.toml
@@ -63,6 +63,15 @@ bench: $(STAMP) ## real-data checks and benchmarks; results in mlruns/bench/resu
 
 bench-peers: $(STAMP) ## race tune, KerasTuner Hyperband, Optuna TPE + median and random search, BUDGET s each [DATA=]; results in mlruns/bench/peers/
 	$(BIN)/python -m tune.bench.peers race --budget $(BUDGET) --data '$(or $(DATA),$(PEERS_DATA))'
+
+bench-speed: $(STAMP) ## seed CNN images/s: the seed scripts' way vs tune's trial path, augmentation off/on, vs the matmul peak [DATA=]; mlruns/bench/speed/
+	$(BIN)/python -m tune.bench.speed run --data '$(or $(DATA),$(PEERS_DATA))' --epochs 6
+
+bench-overhead: $(STAMP) ## share of a study's wall time outside fit; 1 worker x 2 threads vs 2 x 1 [DATA=]; mlruns/bench/overhead/
+	$(BIN)/python -m tune.bench.overhead --data '$(or $(DATA),$(PEERS_DATA))'
+
+bench-precision: $(STAMP) ## the same study in float32 and precision auto: accuracy and regime trial for trial [DATA=]; mlruns/bench/precision/
+	$(BIN)/python -m tune.bench.precision --data '$(or $(DATA),$(PEERS_DATA))'
 
 train: $(STAMP) ## retrain CONFIG (an export) on the whole training set, test once, register [SEEDS= EPOCHS= DATA= FULL=1]
 	$(BIN)/tune train '$(or $(CONFIG),mlruns/exports/$(notdir $(basename $(SPACE)))-best.yaml)' $(if $(SEEDS),--seeds $(SEEDS)) \

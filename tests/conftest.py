@@ -28,11 +28,12 @@ def stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def tiny_space(**sections: dict[str, Any]) -> dict[str, Any]:
-    """The real quick.yaml shrunk to seconds: synthetic data, a few epochs, small sets."""
+    """The real quick.yaml shrunk to seconds: synthetic data, a few epochs, small sets, and no
+    warm-start trial, so a study's trials are the baseline's and the sampler's, as tests script them."""
     space = yaml.safe_load((ROOT / "search_spaces" / "quick.yaml").read_text())
     space["data"].update(source="synthetic:600", validation_size=200, clean_train_size=200, train_subset=None)
     space["training"].update(epochs=3, batch_size=64)
-    space["study"].update(trials=4)
+    space["study"].update(trials=4, warm_start=False)
     for section, values in sections.items():
         space.setdefault(section, {}).update(values)
     return space

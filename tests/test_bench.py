@@ -1,4 +1,5 @@
-"""Benchmarks on real CIFAR-10 (`make bench`): speed, memory and a real quick study.
+"""Benchmarks on real CIFAR-10 (`make bench`): data loading, memory and a real quick study; training
+throughput is `make bench-speed` (``tune.bench.speed``).
 
 Every figure is measured side by side in one run and written to mlruns/bench/results.json;
 assertions check the targets as ratios, never as absolute times.
@@ -58,65 +59,6 @@ def test_decoded_cache_makes_the_second_load_fast(
     assert np.array_equal(first.x_train, second.x_train) and first.x_train.shape == (50000, 32, 32, 3)
     results["data_load"] = {"decode_s": round(decode, 2), "cached_s": round(cached, 2), "speedup": round(decode / cached, 1)}
     assert decode / cached > 5
-
-
-def _images_per_second(splits: Any, *, precision: str, batch_size: int, epochs: int = 2) -> float:
-    from tune.contract import TrainSettings
-    from tune.engine.space import BASELINE
-    from tune.training.fit import train_model
-
-    seconds: list[float] = []
-    mark = [time.perf_counter()]
-
-    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-        now = time.perf_counter()
-        seconds.append(now - mark[0])
-        mark[0] = now
-
-    params = {**BASELINE, "batch_size": batch_size}
-    settings = TrainSettings("seed_cnn", epochs, seed=0, precision=precision, clean_train_size=1)
-    train_model(params, splits, settings, on_epoch)
-    return len(splits.y_train) / min(seconds[1:])  # the first epoch includes tracing
-
-
-def _seed_script_images_per_second(splits: Any, epochs: int = 2) -> float:
-    """Seed 000's script as written: x / 255.0 arrays fed straight to fit, one-hot labels,
-    Keras's default batch of 32, its Sequential model with L2 1e-3 and dropout 0.5."""
-    import keras
-    from keras import layers
-
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
-        layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.l2(0.001)),
-        layers.Dropout(0.5), layers.Dense(10, activation="softmax"),
-    ])
-    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
-    x, y = splits.x_train / 255.0, keras.utils.to_categorical(splits.y_train, 10)
-    seconds = []
-    for _ in range(epochs):
-        started = time.perf_counter()
-        model.fit(x, y, epochs=1, verbose=0)
-        seconds.append(time.perf_counter() - started)
-    keras.backend.clear_session()
-    return len(splits.y_train) / min(seconds[1:])
-
-
-def test_training_throughput_side_by_side(cifar: Any, results: dict[str, Any]) -> None:
-    from tune.data.splits import split_for_tuning
-
-    splits = split_for_tuning(cifar, 1000, 10000, seed=0)
-    measured = {
-        "seed_script_float32_b32": _seed_script_images_per_second(splits),
-        "tune_float32_b64": _images_per_second(splits, precision="float32", batch_size=64),
-        "tune_mixed_bfloat16_b256": _images_per_second(splits, precision="mixed_bfloat16", batch_size=256),
-    }
-    base = measured["seed_script_float32_b32"]
-    results["throughput_images_per_s"] = {k: round(v) for k, v in measured.items()}
-    results["throughput_ratio_vs_seed_script"] = {k: round(v / base, 2) for k, v in measured.items()}
-    assert measured["tune_float32_b64"] > base
 
 
 def _rss_growth_per_trial(train: Any, trials: int = 24) -> float:

@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from test_ui import wait_for
 
 from tune.engine.storage import open_storage
-from tune.tracking.tracker import ROLE_TAG
+from tune.tracking.tracker import LEARNING_CURVE_FILE, ROLE_TAG
 
 STUDY = "interrupted"
 
@@ -151,3 +151,36 @@ def test_kill_9_while_writing_the_report_then_the_same_command_closes_the_dead_p
     assert "report/report.html" in {item.path for item in client.list_artifacts(parent.info.run_id, "report")}
     assert (report / "report.html").exists()
     assert "RUNNING" not in {run.info.status for run in client.search_runs([experiment])}
+
+
+def test_kill_9_while_logging_a_trial_to_mlflow_then_the_same_command_leaves_nothing_running(tmp_path: Path) -> None:
+    """The kill comes as the first trial's learning-curve figure lands in MLflow's artifacts: the
+    worker is then between logging the trial's diagnosis and closing its run and telling Optuna,
+    or just past it. Either way the next run finds the trial recorded or retried, never RUNNING."""
+    artifacts = tmp_path / "mlruns/artifacts" / STUDY
+    tune = start_study(tmp_path, trials=2, epochs=2)
+    try:
+        wait_for(lambda: any(artifacts.rglob(LEARNING_CURVE_FILE)) or tune.poll() is not None, 240, "a learning curve in MLflow")
+        assert tune.poll() is None, (tmp_path / "err.txt").read_text()[-3000:]
+    finally:
+        tune.kill()
+    tune.wait()
+    again = start_study(tmp_path, trials=2, epochs=2, log="-again")
+    assert again.wait(timeout=300) == 0, (tmp_path / "err-again.txt").read_text()[-3000:]
+
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(f"journal:{tmp_path / 'mlruns/optuna/journal.log'}"))
+    states = [trial.state for trial in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states and states.count(optuna.trial.TrialState.COMPLETE) >= 2
+    first = study.trials[0]
+    if first.state == optuna.trial.TrialState.FAIL:  # killed before Optuna was told: failed, and tried again
+        assert "died" in first.user_attrs["failure"]
+        assert [t.state for t in study.trials if t.user_attrs.get("retry_of") == 0] == [optuna.trial.TrialState.COMPLETE]
+    else:
+        assert first.state == optuna.trial.TrialState.COMPLETE
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns/mlflow.db'}")
+    experiment = client.get_experiment_by_name(STUDY).experiment_id
+    assert "RUNNING" not in {run.info.status for run in client.search_runs([experiment])}
+    first_run = client.get_run(first.user_attrs["mlflow_run_id"])
+    assert first_run.info.status == ("FINISHED" if first.state == optuna.trial.TrialState.COMPLETE else "FAILED")
+    parents = client.search_runs([experiment], f"tags.`{ROLE_TAG}` = 'study'", order_by=["attributes.start_time ASC"])
+    assert [run.info.status for run in parents] == ["KILLED", "FINISHED"]

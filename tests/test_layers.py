@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tune.training.layers import NoisyConv2D, RegularizedDense
+from tune.training.layers import NoisyConv2D, RandomAffine, RegularizedDense
 
 IN_FEATURES = 8
 UNITS = 256
@@ -131,3 +131,50 @@ def test_noisy_conv_adds_noise_in_training_only_and_round_trips(tmp_path: Path) 
     loaded = keras.saving.load_model(tmp_path / "noisy.keras")
     assert loaded.layers[-1].weight_noise == 0.2
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), clean, rtol=1e-5, atol=1e-6)
+
+
+def _augmented(images: np.ndarray, **ranges: object) -> np.ndarray:
+    return keras.ops.convert_to_numpy(RandomAffine(**ranges, seed=1)(images, training=True))
+
+
+@pytest.mark.parametrize("resampled", [False, True], ids=["reversal", "one_resampling"])
+def test_a_flip_mirrors_about_half_the_images_exactly(resampled: bool) -> None:
+    images = np.random.default_rng(0).random((200, 8, 8, 3)).astype("float32")
+    out = _augmented(images, flip=True, zoom=1e-7 if resampled else 0.0)
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-4) for o, i in zip(out, images)]
+    unchanged = [np.allclose(o, i, atol=1e-4) for o, i in zip(out, images)]
+    assert all(m != u for m, u in zip(mirrored, unchanged))
+    assert 70 < sum(mirrored) < 130
+
+
+def test_shifts_move_a_dot_by_up_to_the_range_of_the_width_only() -> None:
+    dots = np.zeros((500, 32, 32, 1), "float32")
+    dots[:, 16, 16] = 1.0
+    out = _augmented(dots, width_shift=0.1)[..., 0]
+    row = out[:, 16, :]
+    columns = (row * np.arange(32)).sum(axis=1) / row.sum(axis=1) - 16
+    assert -3.2 <= columns.min() < -2.5 and 2.5 < columns.max() <= 3.2
+    np.testing.assert_allclose(row.sum(axis=1), 1.0, atol=1e-4)  # no vertical spread: the dot stays in its row
+
+
+def test_rotation_turns_a_horizontal_bar_by_at_most_its_range() -> None:
+    bars = np.zeros((300, 33, 33, 1), "float32")
+    bars[:, 16, 4:29] = 1.0
+    out = _augmented(bars, rotation=20.0)[..., 0]
+    ys, xs = np.mgrid[0:33, 0:33] - 16.0
+    slopes = [np.polyfit(xs[o > 0.5], ys[o > 0.5], 1)[0] for o in out]
+    angles = np.degrees(np.arctan(slopes))
+    assert np.abs(angles).max() <= 21.0 and np.abs(angles).max() > 15.0 and np.std(angles) > 8.0
+
+
+def test_inference_leaves_images_unchanged_and_config_round_trips(tmp_path: Path) -> None:
+    images = np.random.default_rng(1).random((4, 16, 16, 3)).astype("float32")
+    layer = RandomAffine(flip=True, rotation=30.0, width_shift=0.2, height_shift=0.1, zoom=0.2, seed=5)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(images, training=False)), images)
+    assert not np.allclose(keras.ops.convert_to_numpy(layer(images, training=True)), images)
+    copy = RandomAffine.from_config(layer.get_config())
+    assert (copy.flip, copy.rotation, copy.width_shift, copy.height_shift, copy.zoom, copy.seed) == (True, 30.0, 0.2, 0.1, 0.2, 5)
+    model = keras.Sequential([keras.Input((16, 16, 3)), layer, keras.layers.Flatten(), keras.layers.Dense(2)])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-6)

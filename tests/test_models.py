@@ -87,22 +87,13 @@ def test_switches_add_exactly_their_layers(name: str, convs: int, dropouts: int)
     assert all(not layer.use_bias for layer in _kernel_layers(on)[:-1])
 
 
-def test_augmentation_and_noise_follow_rescaling_in_order() -> None:
+def test_one_augmentation_layer_with_every_range_follows_rescaling_then_noise() -> None:
     model = build("seed_cnn", ALL_ON)
-    names = [type(layer).__name__ for layer in model.layers[1:7]]
-    assert names == [
-        "Rescaling",
-        "RandomFlip",
-        "RandomRotation",
-        "RandomTranslation",
-        "RandomZoom",
-        "GaussianNoise",
-    ]
-    _, flip, rotation, translation, zoom, noise = model.layers[1:7]
-    assert flip.mode == "horizontal"
-    assert rotation.factor == pytest.approx((-0.05, 0.05))
-    assert (translation.height_factor, translation.width_factor) == (0.2, 0.1)
-    assert zoom.height_factor == pytest.approx((-0.15, 0.15))
+    names = [type(layer).__name__ for layer in model.layers[1:4]]
+    assert names == ["Rescaling", "RandomAffine", "GaussianNoise"]
+    _, augmentation, noise = model.layers[1:4]
+    assert (augmentation.flip, augmentation.rotation, augmentation.zoom) == (True, 18.0, 0.15)
+    assert (augmentation.height_shift, augmentation.width_shift) == (0.2, 0.1)
     assert noise.stddev == 0.05
     plain = build("seed_cnn", ALL_OFF)
     assert [type(layer).__name__ for layer in plain.layers[1:3]] == ["Rescaling", "Conv2D"]

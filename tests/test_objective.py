@@ -26,6 +26,7 @@ from tune.engine.study import (
     open_study,
     stored_space,
     suggest_params,
+    warm_start_params,
 )
 from tune.errors import SpaceError, StudyError
 
@@ -210,18 +211,35 @@ def test_baseline_keeps_what_the_space_can_represent() -> None:
     assert baseline_params(narrow) == {}
 
 
+def test_the_warm_start_moves_the_seeds_typical_values_into_the_space() -> None:
+    assert warm_start_params(space()) == {"dropout": 0.3}
+    regularization = {
+        "l2_dense": {"type": "float", "low": 0.01, "high": 0.1, "log": True},  # 1e-3 clipped up to 0.01
+        "dropout": {"type": "float", "low": 0.0, "high": 0.7, "step": 0.25},  # 0.3 onto the grid: 0.25
+        "l1_dense": {"type": "categorical", "choices": [0.001, 0.0001]},  # 0 is not a choice: the nearest
+        "flip": {"type": "categorical", "choices": [False]},  # True is not a choice, nothing is near it
+        "early_stopping_patience": {"type": "int", "low": 8, "high": 12},  # 5 clipped up to 8
+    }
+    assert warm_start_params(space(regularization=regularization)) == {
+        "l2_dense": 0.01, "dropout": 0.25, "l1_dense": 0.0001, "early_stopping_patience": 8,
+    }
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> str:
     return f"journal:{tmp_path / 'journal.log'}"
 
 
 def test_opening_twice_resumes_with_one_baseline_and_the_space_stored(journal: str) -> None:
-    the_space = space(study={"enqueue": [{"dropout": 0.1}]})
+    the_space = space(study={"enqueue": [{"dropout": 0.1}], "warm_start": True})
     first = open_study(the_space, "resumed", journal, "space.yaml")
     again = open_study(the_space, "resumed", journal, "space.yaml")
     waiting = again.get_trials(states=(TrialState.WAITING,))
-    assert [trial.system_attrs["fixed_params"] for trial in waiting] == [{"dropout": 0.5}, {"dropout": 0.1}]
-    assert [trial.user_attrs.get("baseline") for trial in waiting] == [True, None]
+    assert [trial.system_attrs["fixed_params"] for trial in waiting] == [{"dropout": 0.5}, {"dropout": 0.3}, {"dropout": 0.1}]
+    assert [trial.user_attrs.get("baseline") for trial in waiting] == [True, None, None]
+    assert [trial.user_attrs.get("warm_start") for trial in waiting] == [None, True, None]
+    cold = open_study(space(study={"warm_start": False, "baseline": False}), "cold", journal, "space.yaml")
+    assert not cold.get_trials(states=(TrialState.WAITING,))
     assert stored_space(first) == the_space == stored_space(load_existing_study("resumed", journal))
 
 

@@ -220,7 +220,7 @@ def test_train_settings_come_from_the_fixed_sections() -> None:
     space = load_space(ROOT / "search_spaces/quick.yaml")
     settings = space.train_settings(seed=7)
     assert (settings.model_name, settings.epochs, settings.seed) == ("seed_cnn", 10, 7)
-    assert (settings.precision, settings.clean_train_size) == ("float32", 2000)
+    assert (settings.precision, settings.clean_train_size) == ("auto", 2000)
 
 
 @pytest.mark.parametrize("path", [path for path in SHIPPED if load_space(path).study.baseline], ids=lambda p: p.name)

@@ -20,8 +20,8 @@ MODEL_NAMES: tuple[str, ...] = ("seed_cnn", "vgg_bn")
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd", "rmsprop", "adamw")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 # "auto" is resolved where training runs: bfloat16 where the chip computes it natively.
-AUTO_PRECISION = "auto"
-PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16", AUTO_PRECISION)
+AUTO_PRECISION, MIXED_BFLOAT16 = "auto", "mixed_bfloat16"
+PRECISIONS: tuple[str, ...] = ("float32", MIXED_BFLOAT16, AUTO_PRECISION)
 
 # Per-epoch metrics. Keras's own: ``loss`` and ``val_loss`` include the L1/L2 penalty, ``loss``
 # and ``accuracy`` are averaged over augmented, dropped-out batches while the weights move.
@@ -131,7 +131,7 @@ class TrainSettings:
     model_name: str
     epochs: int
     seed: int
-    precision: str = "float32"
+    precision: str = AUTO_PRECISION
     clean_train_size: int = 5000
     objective: Objective = DEFAULT_OBJECTIVE
     # False trains every epoch and keeps the last weights: ``tune train --full``, whose validation
@@ -147,6 +147,9 @@ class TrainingResult:
     history: dict[str, list[float]]
     stopped_early: bool
     objective: Objective
+    # Seconds inside Keras's ``fit`` (every epoch with its validation and clean-train evaluation),
+    # on the training process's clock: what is left of a trial's wall time is tune's overhead.
+    fit_seconds: float = 0.0
 
     @property
     def epochs_run(self) -> int:

@@ -27,7 +27,7 @@ from tune.contract import VAL_ACCURACY, Params, Scalar, Splits
 from tune.engine.space import CategoricalSpec, FloatSpec, SearchSpace, SearchSpec, load_space
 from tune.engine.study import suggest_params
 from tune.paths import store_dir
-from tune.training.fit import compile_model
+from tune.training.fit import compile_model, resolve_precision
 from tune.training.models import build_model
 from tune.training.pipeline import eval_dataset, train_dataset
 
@@ -57,7 +57,7 @@ class _Task:
 
     def model(self, params: Params) -> keras.Model:
         """The policy is set before every build: ``keras.backend.clear_session()`` between trials resets it."""
-        keras.mixed_precision.set_global_policy(self.space.training.precision)
+        keras.mixed_precision.set_global_policy(resolve_precision(self.space.training.precision))
         model = build_model(self.space.model.name, params, self.splits.x_train.shape[1:], len(self.splits.class_names))
         compile_model(model, params)
         return model

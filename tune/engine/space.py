@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from tune.contract import (
+    AUTO_PRECISION,
     DEFAULT_OBJECTIVE,
     LR_SCHEDULES,
     MODEL_NAMES,
@@ -131,6 +132,12 @@ DEFAULTS: dict[str, Scalar] = {name: domain.default for name, domain in DOMAINS.
 # Keras's default batch of 32, no augmentation, no early stopping. Every study's first trial, so any
 # result can be compared with the reference recipe.
 BASELINE: dict[str, Scalar] = {**DEFAULTS, "l2_dense": 1e-3, "dropout": 0.5, "batch_size": 32}
+# Where the seeds would start a practitioner: L2 1e-3 on the dense kernel (seed 000's, the middle
+# of seed 002's 1e-4..1e-2), dropout 0.3 (inside seed 002's 0.2-0.5), horizontal flips, early
+# stopping with seed 002's patience 5. No shifts or rotations: they pay off only over more epochs
+# than a first trial gets (measured on 10,000 CIFAR-10 images, 15 epochs: flips alone 0.586, with
+# 0.1 shifts 0.565). The warm-start trial, clamped into each study's ranges.
+TYPICAL: dict[str, Scalar] = {**DEFAULTS, "l2_dense": 1e-3, "dropout": 0.3, "flip": True, "early_stopping_patience": 5}
 
 
 class _Strict(BaseModel):
@@ -247,6 +254,9 @@ class StudySettings(_Strict):
     sampler: SamplerSettings = SamplerSettings()
     pruner: PrunerSettings = PrunerSettings()
     baseline: bool = True
+    # Enqueue the seeds' typical values (``TYPICAL``), clamped into the searched ranges, as an early
+    # trial: a sensible config to compare with, and a good one in front of the user sooner.
+    warm_start: bool = True
     enqueue: list[dict[str, Scalar]] = Field(default_factory=list)
 
     @field_validator("direction")
@@ -299,7 +309,7 @@ TrainingSettings = create_model(
     "TrainingSettings",
     __base__=_ParamSection,
     epochs=(int, Field(20, ge=1, le=MAX_EPOCHS, description="maximum epochs per trial")),
-    precision=(Literal[PRECISIONS], Field("float32", description="Keras dtype policy; auto: mixed_bfloat16 where the CPU or GPU has native bfloat16, else float32")),
+    precision=(Literal[PRECISIONS], Field(AUTO_PRECISION, description="Keras dtype policy; auto: mixed_bfloat16 where the CPU or GPU has native bfloat16, else float32")),
     **_param_fields(TRAINING_DOMAINS),
 )
 

@@ -16,10 +16,12 @@ from tune.engine.space import (
     BASELINE,
     CategoricalSpec,
     FloatSpec,
+    IntSpec,
     PrunerSettings,
     SamplerSettings,
     SearchSpace,
     SearchSpec,
+    TYPICAL,
     validate_space,
 )
 from tune.engine.storage import default_storage_url, journal_path, open_storage, redact
@@ -84,6 +86,30 @@ def baseline_params(space: SearchSpace) -> dict[str, Scalar]:
     return params
 
 
+def _nearest(dist: SearchSpec, value: Any) -> Scalar | None:
+    """``value`` moved into the distribution: a range clips it (onto its step grid, rounded for
+    integers, on a log scale geometrically by clipping first); a categorical takes it if listed,
+    else the numerically nearest choice; None where nothing is near (a non-numeric miss)."""
+    if isinstance(dist, CategoricalSpec):
+        if value in dist.choices:
+            return value
+        numeric = [c for c in dist.choices if isinstance(c, int | float) and not isinstance(c, bool)]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not numeric:
+            return None
+        return min(numeric, key=lambda choice: abs(choice - value))
+    clipped = min(max(value, dist.low), dist.high)
+    if dist.step is not None:
+        clipped = min(dist.low + round((clipped - dist.low) / dist.step) * dist.step, dist.high)
+    return round(clipped) if isinstance(dist, IntSpec) else round(float(clipped), 12)
+
+
+def warm_start_params(space: SearchSpace) -> dict[str, Scalar]:
+    """The seeds' typical values (``TYPICAL``), each searched one moved to the nearest value the
+    space holds; unlike the baseline, which must be seed 000 exactly or not at all."""
+    nearest = {name: _nearest(dist, TYPICAL[name]) for name, dist in space.searched().items() if name in TYPICAL}
+    return {name: value for name, value in nearest.items() if value is not None}
+
+
 def open_study(space: SearchSpace, name: str, storage_url: str | None, source: str) -> optuna.Study:
     """Create the study or resume it; running the same command again continues where it stopped."""
     study = optuna.create_study(
@@ -109,6 +135,8 @@ def open_study(space: SearchSpace, name: str, storage_url: str | None, source: s
     study.set_user_attr(SOURCE_ATTR, source)
     if space.study.baseline and space.searched():
         study.enqueue_trial(baseline_params(space), user_attrs={trial_record.BASELINE: True}, skip_if_exists=True)
+    if space.study.warm_start and space.searched():
+        study.enqueue_trial(warm_start_params(space), user_attrs={trial_record.WARM_START: True}, skip_if_exists=True)
     for params in space.study.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
     return study

@@ -15,6 +15,7 @@ from tune.contract import HONEST_CURVES, Curves, Objective
 from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis
 
 REGIME, DIAGNOSIS, CURVES, BASELINE, RUN_ID = "regime", "diagnosis", "curves", "baseline", "mlflow_run_id"
+WARM_START = "warm_start"
 FAILURE = "failure"
 _REASON = "reason"
 NO_COMPLETED_TRIAL = "no completed trial"

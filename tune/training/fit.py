@@ -9,6 +9,7 @@ The engine talks to this module only through ``tune.contract`` (``Params``, ``Sp
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from tune.contract import (
     CLEAN_TRAIN_LOSS,
     DATA_LOSS,
     METRICS,
+    MIXED_BFLOAT16,
     EpochHook,
     Params,
     Splits,
@@ -54,6 +56,7 @@ def fit_model(
         model = build_model(settings.model_name, params, splits.x_train.shape[1:], len(splits.class_names))
     compile_model(model, params)
     clean_train = eval_dataset(*clean_subset(splits, settings.clean_train_size, settings.seed))
+    started = time.perf_counter()
     history = model.fit(
         train_dataset(splits.x_train, splits.y_train, int(params["batch_size"]), settings.seed),
         validation_data=eval_dataset(splits.x_val, splits.y_val),
@@ -63,8 +66,9 @@ def fit_model(
         verbose=0,
     )
     metrics = {key: [float(value) for value in history.history[key]] for key in METRICS}
+    fit_seconds = time.perf_counter() - started
     stopped_early = len(metrics[settings.objective.metric]) < settings.epochs
-    return model, TrainingResult(metrics, stopped_early, settings.objective)
+    return model, TrainingResult(metrics, stopped_early, settings.objective, fit_seconds)
 
 
 # CPU features with native bfloat16 arithmetic (Linux /proc/cpuinfo names): without them bfloat16
@@ -81,9 +85,9 @@ def resolve_precision(precision: str, cpu_flags: frozenset[str] | None = None) -
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
-        return "mixed_bfloat16" if tuple(capability) >= _BF16_GPU_CAPABILITY else "float32"
+        return MIXED_BFLOAT16 if tuple(capability) >= _BF16_GPU_CAPABILITY else "float32"
     flags = _cpu_flags() if cpu_flags is None else cpu_flags
-    return "mixed_bfloat16" if flags & _BF16_CPU_FLAGS else "float32"
+    return MIXED_BFLOAT16 if flags & _BF16_CPU_FLAGS else "float32"
 
 
 def _cpu_flags() -> frozenset[str]:

@@ -12,9 +12,11 @@ from typing import Any
 import keras
 
 from tune.contract import Params
-from tune.training.layers import NoisyConv2D, RegularizedDense
+from tune.training.layers import NoisyConv2D, RandomAffine, RegularizedDense
 
 Tensor = Any
+# The hyperparameters that ``RandomAffine`` takes, by the same names.
+AUGMENTATIONS = ("flip", "rotation", "width_shift", "height_shift", "zoom")
 
 
 def build_model(
@@ -33,29 +35,12 @@ def _preprocess(inputs: Tensor, params: Params) -> Tensor:
     so full precision for interpolated pixels and small noise is nearly free; the first conv
     casts to the compute dtype."""
     x = keras.layers.Rescaling(1.0 / 255.0, dtype="float32")(inputs)
-    for layer in _augmentation_layers(params):
-        x = layer(x)
+    augmentation = {name: params[name] for name in AUGMENTATIONS}
+    if any(augmentation.values()):
+        x = RandomAffine(**augmentation, dtype="float32", name="augmentation")(x)
     if params["input_noise"] > 0:
         x = keras.layers.GaussianNoise(params["input_noise"], dtype="float32")(x)
     return x
-
-
-def _augmentation_layers(params: Params) -> list[keras.layers.Layer]:
-    layers: list[keras.layers.Layer] = []
-    if params["flip"]:
-        layers.append(keras.layers.RandomFlip("horizontal", dtype="float32"))
-    if params["rotation"] > 0:
-        layers.append(keras.layers.RandomRotation(params["rotation"] / 360.0, dtype="float32"))
-    if params["width_shift"] > 0 or params["height_shift"] > 0:
-        layers.append(
-            keras.layers.RandomTranslation(
-                params["height_shift"], params["width_shift"], dtype="float32"
-            )
-        )
-    if params["zoom"] > 0:
-        zoom = params["zoom"]
-        layers.append(keras.layers.RandomZoom(height_factor=(-zoom, zoom), dtype="float32"))
-    return layers
 
 
 def _seed_cnn(x: Tensor, params: Params) -> Tensor:
