@@ -62,6 +62,7 @@ def test_overhead_charges_the_gaps_between_fits_to_the_trials() -> None:
     assert summary["overhead_share"] == pytest.approx(0.15)
     assert summary["trial_process_share"] == pytest.approx(1.5 / 20)
     assert summary["study_process_share"] == pytest.approx(1.5 / 20)
+    assert summary["outside_s"] == pytest.approx([2.0, 1.0]) and summary["after_first_overhead_share"] == pytest.approx(0.1)
 
 
 @pytest.fixture

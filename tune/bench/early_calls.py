@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from optuna.trial import FrozenTrial
 
+from tune.bench.output import OutOption, results_folder
 from tune.cli import user_errors
 from tune.engine.diagnosis import INCONCLUSIVE, Thresholds, early_call
 from tune.engine.study import load_existing_study, stored_space
 from tune.engine.trial_record import completed_trials, trial_curves, trial_regime
-from tune.paths import store_dir
 
 JSON_FILE, TABLE_FILE = "early_calls.json", "early_calls.md"
 
@@ -83,12 +82,12 @@ def main(
     study: Annotated[str, typer.Argument(help="the study to replay")],
     storage: Annotated[str | None, typer.Option(help="Optuna storage URL [default: the journal in mlruns/]")] = None,
     classes: Annotated[int, typer.Option(min=2, help="number of classes: sets chance accuracy")] = 10,
-    out: Annotated[Path | None, typer.Option(help="folder for the results [default: mlruns/bench/early_calls]")] = None,
+    out: OutOption = None,
 ) -> None:
     loaded = load_existing_study(study, storage)
     thresholds = stored_space(loaded).diagnosis
     rows = replay(loaded.trials, thresholds, classes)
-    folder = out or store_dir() / "bench" / "early_calls"
+    folder = results_folder(out, "early_calls")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / JSON_FILE).write_text(json.dumps(
         {"study": study, "early_epochs": thresholds.early_epochs, **summary(rows), "trials": [asdict(r) for r in rows]},

@@ -7,11 +7,21 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
+from tune.paths import store_dir
+
 RESULTS_FILE = "results.json"
+# Options the benchmarks share.
+DataOption = Annotated[str | None, typer.Option(help="data source [default: the space's]")]
+SpaceOption = Annotated[Path, typer.Option(help="the task: a search-space file")]
+OutOption = Annotated[Path | None, typer.Option(help="output folder [default: mlruns/bench/<benchmark>/]")]
+
+
+def results_folder(out: Path | None, benchmark: str) -> Path:
+    return out or store_dir() / "bench" / benchmark
 
 
 def bench_app(doc: str | None) -> typer.Typer:

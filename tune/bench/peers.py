@@ -25,23 +25,24 @@ from typing import Annotated, Any
 import typer
 from matplotlib.figure import Figure
 
+from tune.bench.output import RESULTS_FILE, DataOption, OutOption, SpaceOption, results_folder
 from tune.bench.race import Event, Record, markdown_table, race_results, read_events
+from tune.bench.studies import DEFAULT_SPACE
 from tune.cli import quiet_libraries, user_errors
 from tune.commands.run import RunOverrides, load_splits, run_study
 from tune.contract import VAL_ACCURACY, EpochHook, Params, Splits, Trainer, TrainingResult, TrainSettings
 from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.errors import TuneError
-from tune.paths import STORE_ENV, store_dir
+from tune.paths import STORE_ENV
 from tune.processes import stop_group
 from tune.report.curves import save_figure
-from tune.training.isolated import train_isolated
+from tune.training.isolated import start_fork_server, train_isolated
 
-RESULTS_FILE, TABLE_FILE, PLOT_FILE = "results.json", "peers.md", "peers.png"
+TABLE_FILE, PLOT_FILE = "peers.md", "peers.png"
 # Per arm, under ARMS_DIR/<arm>/: its events, its output, and its own store (Optuna, MLflow, KerasTuner).
 ARMS_DIR, EVENTS_FILE, LOG_FILE, STORE = "arms", "events.jsonl", "log.txt", "store"
 # The task every arm reads: the space file with the race's options applied.
 SPACE_FILE = "space.yaml"
-DEFAULT_SPACE = Path("search_spaces/bench_peers.yaml")
 KILL_GRACE_S = 5.0
 
 Arm = Callable[[Path, Record], None]
@@ -79,7 +80,9 @@ def _timed(record: Record) -> Trainer:
 
 
 def _tune(space_file: Path, record: Record) -> None:
-    """tune as shipped: ``tune run`` on the space, whose timeout the race set to its budget."""
+    """tune as shipped: ``tune run`` on the space, whose timeout the race set to its budget (with
+    the fork server started early, as ``run_study`` does for its own trainer)."""
+    start_fork_server()
     run_study(space_file, RunOverrides(), storage=None, tracking_uri=None, trainer=_timed(record))
 
 
@@ -205,15 +208,15 @@ app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True, pretty_exc
 @user_errors
 def race(
     budget: Annotated[float, typer.Option(min=1, help="seconds per arm")],
-    space: Annotated[Path, typer.Option(help="the task: a search-space file")] = DEFAULT_SPACE,
-    data: Annotated[str | None, typer.Option(help="data source [default: the space's]")] = None,
+    space: SpaceOption = DEFAULT_SPACE,
+    data: DataOption = None,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs per trial [default: the space's]")] = None,
-    out: Annotated[Path | None, typer.Option(help="output folder [default: mlruns/bench/peers/]")] = None,
+    out: OutOption = None,
     arms: Annotated[str, typer.Option(help="comma-separated arms, in running order")] = ",".join(ARMS),
 ) -> None:
     """Race tune against KerasTuner Hyperband, Optuna TPE + median pruning, and random search."""
     quiet_libraries()
-    run_race(space, budget=budget, data=data, epochs=epochs, out=out or store_dir() / "bench" / "peers",
+    run_race(space, budget=budget, data=data, epochs=epochs, out=results_folder(out, "peers"),
              arms=[name.strip() for name in arms.split(",")], echo=typer.echo)
 
 

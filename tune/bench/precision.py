@@ -16,14 +16,13 @@ from typing import Annotated, Any
 import optuna
 import typer
 
-from tune.bench.output import bench_app, write_results
+from tune.bench.output import DataOption, OutOption, SpaceOption, bench_app, results_folder, write_results
 from tune.bench.studies import DEFAULT_SPACE, fixed_length_space, scratch_store
 from tune.cli import quiet_libraries, user_errors
 from tune.commands.run import RunOverrides, run_study
 from tune.contract import AUTO_PRECISION, BEST_EPOCH, VAL_ACCURACY, Objective, at_best, at_best_epoch
 from tune.engine import trial_record
 from tune.engine.space import load_space
-from tune.paths import store_dir
 
 TABLE_FILE = "precision.md"
 PRECISIONS = ("float32", AUTO_PRECISION)
@@ -76,15 +75,15 @@ app = bench_app(__doc__)
 @app.command()
 @user_errors
 def run(
-    data: Annotated[str | None, typer.Option(help="data source [default: the space's]")] = None,
-    space: Annotated[Path, typer.Option(help="the task: a search-space file")] = DEFAULT_SPACE,
+    data: DataOption = None,
+    space: SpaceOption = DEFAULT_SPACE,
     trials: Annotated[int, typer.Option(min=1, help="trials per study")] = 4,
     epochs: Annotated[int, typer.Option(min=1, help="epochs per trial")] = 10,
-    out: Annotated[Path | None, typer.Option(help="output folder [default: mlruns/bench/precision/]")] = None,
+    out: OutOption = None,
 ) -> None:
     """The study in float32, then in precision auto."""
     quiet_libraries()
-    folder = out or store_dir() / "bench" / "precision"
+    folder = results_folder(out, "precision")
     results = {"space": str(space), "data": data, "epochs": epochs,
                **compare_precisions(space, data=data, trials=trials, epochs=epochs)}
     write_results(folder, results, TABLE_FILE, markdown(results), typer.echo)

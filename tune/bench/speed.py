@@ -22,13 +22,12 @@ from typing import Annotated, Any
 
 import typer
 
-from tune.bench.output import bench_app, write_results
+from tune.bench.output import OutOption, bench_app, results_folder, write_results
 from tune.cli import quiet_libraries, user_errors
 from tune.contract import MIXED_BFLOAT16, Params, Splits, TrainSettings
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine.space import BASELINE
-from tune.paths import store_dir
 from tune.training.isolated import train_isolated
 
 TABLE_FILE = "speed.md"
@@ -167,12 +166,12 @@ def run(
     validation_images: Annotated[int, typer.Option(min=10, help="validation images per epoch")] = 5000,
     clean_train_images: Annotated[int, typer.Option(min=1, help="clean-train images per epoch (tune arms)")] = 2000,
     epochs: Annotated[int, typer.Option(min=2, help="epochs per arm; the first is left out")] = 3,
-    out: Annotated[Path | None, typer.Option(help="output folder [default: mlruns/bench/speed/]")] = None,
+    out: OutOption = None,
 ) -> None:
     """Every arm, one after the other, on the same data."""
     quiet_libraries()
     task = Task(data, train_images, validation_images, clean_train_images, epochs)
-    run_speed(task, out or store_dir() / "bench" / "speed", echo=typer.echo)
+    run_speed(task, results_folder(out, "speed"), echo=typer.echo)
 
 
 def _task(text: str) -> Task:

@@ -32,7 +32,7 @@ from tune.report.publish import publish_report
 from tune.report.text import render_text
 from tune.tracking.provenance import provenance_tags
 from tune.tracking.tracker import Tracker
-from tune.training.isolated import train_isolated
+from tune.training.isolated import close_trial_process, start_fork_server, train_isolated
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,8 @@ def run_study(
     progress = RunProgress(echo, verbosity, console)
     space = resolve_space(path, overrides)
     name = space.study_name(path)
+    if trainer is train_isolated:
+        start_fork_server()
     splits = load_splits(space)
     progress.line(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, "
                   f"model {space.model.name}")
@@ -154,6 +156,7 @@ def run_study(
         tracker.close_open_children(parent, INTERRUPTED)
         raise
     finally:
+        close_trial_process()  # its memory back before the report
         progress.summary(render_text(publish_report(study, tracker, parent)))
         for line in _next_steps(name, storage, tracking_uri, tracker):
             progress.summary(line)

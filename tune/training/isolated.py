@@ -1,23 +1,33 @@
-"""Each trial trains in a child process of its own.
+"""Trials train in a child process, which serves a few trials and is then replaced.
 
 ``keras.backend.clear_session()`` does not give all memory back: measured here, RSS grew about
-11 MiB per trial in one process (see the memory benchmark), which a long study cannot afford.
-A process per trial returns everything to the OS when it exits. The child is forked from a
-fork server that has imported ``tune.training.fit`` (and so TensorFlow) once, so a trial starts in
-well under a second instead of paying the import again; the server filters TensorFlow's no-GPU
-log lines first (``tune.training.trial_server``). The parent keeps Optuna and MLflow: the
-child sends each epoch's metrics over a pipe and waits for the parent's word to go on or stop
-(pruning). This module itself never imports TensorFlow.
+11 MiB per trial in one process (see the memory benchmark), which a long study cannot afford. So
+trials never train in the study's process, and a trial process is retired after
+``TRIALS_PER_PROCESS`` trials, returning everything to the OS. Not one process per trial: a new
+process pays TensorFlow's start-up (thread pools, oneDNN kernels) in its first epoch, measured
+here at about 2 s a trial on top of a second outside ``fit`` (``make bench-overhead``).
+
+The process is forked from a fork server that has imported ``tune.training.fit`` (and so
+TensorFlow) once; the server filters TensorFlow's no-GPU log lines first
+(``tune.training.trial_server``); ``start_fork_server`` starts the server early, so TensorFlow
+loads while the study loads its data. The splits cross to the child once per process,
+not once per trial. The parent keeps Optuna and MLflow: the child sends each epoch's metrics over
+a pipe and waits for the parent's word to go on or stop (pruning). Not thread-safe: one study
+process runs one trial at a time. This module itself never imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import multiprocessing
+import multiprocessing.forkserver
 import signal
 import traceback
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from tune.contract import EpochHook, Params, Splits, TrainingResult, TrainSettings
@@ -27,7 +37,11 @@ from tune.errors import TrialProcessDied, TuneError
 # start-up module.
 FIT_MODULE = "tune.training.fit"
 SERVER_MODULE = "tune.training.trial_server"
-_GO, _STOP = "go", "stop"
+# About 110 MiB of growth at most (see above), for a restart every ten trials.
+TRIALS_PER_PROCESS = 10
+_DATA, _TRIAL, _GO, _STOP = "data", "trial", "go", "stop"
+# How long a trial process may take to unwind after a stop or to exit when retired.
+_UNWIND_S = 30.0
 
 
 @functools.cache
@@ -41,38 +55,68 @@ class _Stopped(Exception):
     """The parent pruned the trial; the child unwinds through train_model's clean-up."""
 
 
-def _child(conn: Connection, params: Params, splits: Splits, settings: TrainSettings) -> None:
+def _serve(conn: Connection) -> None:
+    """The trial process: hold the splits it was sent, train each trial it is sent, until the
+    parent closes the pipe. An error that is not ours leaves the process in an unknown state, so
+    it reports it and exits."""
     from tune.training.fit import train_model
 
-    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-        conn.send(("epoch", (epoch, logs)))
-        if conn.recv() == _STOP:
-            raise _Stopped
-
-    try:
-        conn.send(("done", train_model(params, splits, settings, on_epoch)))
-    except _Stopped:
-        pass
-    except TuneError as exc:
-        conn.send(("error", exc))
-    except BaseException:  # anything else is a bug; carry its traceback to the parent
-        conn.send(("error", RuntimeError(f"the trial's training process failed:\n{traceback.format_exc()}")))
-
-
-def _receive(conn: Connection, process: multiprocessing.process.BaseProcess) -> tuple[str, Any]:
-    try:
-        return conn.recv()
-    except EOFError:
-        process.join(5)
-        raise TrialProcessDied(_death(process.exitcode)) from None
+    splits: Splits | None = None
+    while True:
+        try:
+            kind, *job = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if kind == _DATA:
+            (splits,) = job
+            continue
+        try:
+            conn.send(("done", train_model(job[0], splits, job[1], functools.partial(_report_epoch, conn))))
+        except _Stopped:
+            conn.send(("stopped", None))
+        except TuneError as exc:
+            conn.send(("error", exc))
+        except BaseException:  # anything else is a bug; carry its traceback to the parent
+            with contextlib.suppress(OSError):
+                conn.send(("error", RuntimeError(f"the trial's training process failed:\n{traceback.format_exc()}")))
+            return
 
 
-def _send(conn: Connection, process: multiprocessing.process.BaseProcess, message: object) -> None:
-    try:
-        conn.send(message)
-    except OSError:  # the pipe broke: the child died between two epochs
-        process.join(5)
-        raise TrialProcessDied(_death(process.exitcode)) from None
+def _report_epoch(conn: Connection, epoch: int, logs: dict[str, float]) -> None:
+    conn.send(("epoch", (epoch, logs)))
+    if conn.recv() == _STOP:
+        raise _Stopped
+
+
+@dataclass
+class _TrialProcess:
+    process: BaseProcess
+    conn: Connection
+    splits: Splits | None = None
+    served: int = 0
+
+    def receive(self) -> tuple[str, Any]:
+        try:
+            return self.conn.recv()
+        except EOFError:
+            raise self._died() from None
+
+    def send(self, message: object) -> None:
+        try:
+            self.conn.send(message)
+        except OSError:  # the pipe broke: the child died between two epochs
+            raise self._died() from None
+
+    def stop(self) -> bool:
+        """Ask the child to abandon its trial; True once it has unwound and can take another."""
+        with contextlib.suppress(OSError, EOFError):
+            self.conn.send(_STOP)
+            return self.conn.poll(_UNWIND_S) and self.conn.recv()[0] == "stopped"
+        return False
+
+    def _died(self) -> TrialProcessDied:
+        self.process.join(5)
+        return TrialProcessDied(_death(self.process.exitcode))
 
 
 def _death(exitcode: int | None) -> str:
@@ -85,33 +129,75 @@ def _death(exitcode: int | None) -> str:
     return f"the trial's training process died (exit code {exitcode})"
 
 
+_current: _TrialProcess | None = None
+
+
+def start_fork_server() -> None:
+    """Start the fork server without waiting for it, so TensorFlow loads while the study loads its
+    data rather than in the first trial's time."""
+    _context()
+    multiprocessing.forkserver.ensure_running()
+
+
+def _trial_process() -> _TrialProcess:
+    """The running trial process, or a new one."""
+    global _current
+    if _current is None or not _current.process.is_alive():
+        close_trial_process()
+        conn, child_conn = _context().Pipe()
+        process = _context().Process(target=_serve, args=(child_conn,), daemon=True)
+        process.start()
+        child_conn.close()
+        _current = _TrialProcess(process, conn)
+    return _current
+
+
+def close_trial_process(*, kill: bool = False) -> None:
+    """Retire the trial process: it exits when its pipe closes (at once with ``kill``)."""
+    global _current
+    if _current is None:
+        return
+    current, _current = _current, None
+    if kill:
+        current.process.kill()
+    current.conn.close()
+    current.process.join(_UNWIND_S)
+    if current.process.is_alive():
+        current.process.kill()
+        current.process.join()
+
+
+atexit.register(close_trial_process)
+
+
 def train_isolated(params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
-    """``tune.training.fit.train_model`` in a fresh child process: the ``tune.contract.Trainer``
+    """``tune.training.fit.train_model`` in the trial process: the ``tune.contract.Trainer``
     that ``tune run`` uses. Exceptions from ``on_epoch`` (pruning) or from training reach the
-    caller as usual."""
-    conn, child_conn = _context().Pipe()
-    process = _context().Process(target=_child, args=(child_conn, dict(params), splits, settings), daemon=True)
-    process.start()
-    child_conn.close()
+    caller as usual; after anything but a finished, pruned or diverged trial the process is
+    replaced, so the next trial starts in a clean one."""
+    worker, reusable = _trial_process(), False
     try:
+        if worker.splits is not splits:
+            worker.send((_DATA, splits))
+            worker.splits = splits
+        worker.send((_TRIAL, dict(params), settings))
         while True:
-            kind, payload = _receive(conn, process)
+            kind, payload = worker.receive()
             if kind == "done":
+                reusable = True
                 return payload
             if kind == "error":
+                reusable = isinstance(payload, TuneError)
                 raise payload
             try:
                 on_epoch(*payload)
-            except BaseException:
-                with contextlib.suppress(OSError):  # a child already gone needs no stop
-                    conn.send(_STOP)
+            except KeyboardInterrupt:  # the user wants out now, not at the end of the epoch
                 raise
-            _send(conn, process, _GO)
-    except KeyboardInterrupt:
-        process.kill()  # the user wants out now, not at the end of the epoch
-        raise
+            except BaseException:
+                reusable = worker.stop()
+                raise
+            worker.send(_GO)
     finally:
-        process.join(60)
-        if process.is_alive():
-            process.kill()
-        conn.close()
+        worker.served += 1
+        if not reusable or worker.served >= TRIALS_PER_PROCESS:
+            close_trial_process(kill=not reusable)
