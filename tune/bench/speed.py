@@ -2,7 +2,7 @@
 scripts' own way, with augmentation off and on, side by side in one run, read against the
 machine's measured arithmetic peak.
 
-A tune arm is a real trial: ``train_isolated`` forks a trial process from the fork server and the
+A tune arm is a real trial: ``train_isolated`` runs it in the trial process (as ``tune run`` does) and the
 parent times each epoch as its metrics arrive, so an epoch counts its training, its validation
 and the clean-train evaluation, and the pipe to the parent. A seed arm is the seed scripts' code
 in a process of its own (``tune.bench.speed_arms``). The first epoch, which traces the graphs, is
