@@ -34,7 +34,7 @@ common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tra
 run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
 	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
 
-.PHONY: help tune workers test bench bench-peers bench-speed bench-overhead bench-precision ui dashboard export report train compare venv
+.PHONY: help tune workers test bench bench-peers bench-variants bench-speed bench-overhead bench-precision ui dashboard export report train compare venv
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -67,6 +67,9 @@ bench: $(STAMP) ## real-data checks and benchmarks; results in mlruns/bench/resu
 
 bench-peers: $(STAMP) ## race tune, KerasTuner Hyperband, Optuna TPE + median and random search, BUDGET s each [DATA=]; results in mlruns/bench/peers/
 	$(BIN)/python -m tune.bench.peers race --budget $(BUDGET) --data '$(or $(DATA),$(PEERS_DATA))'
+
+bench-variants: $(STAMP) ## tune plain vs regime-aware sampling vs early regime pruning, SEEDS (default 1,2,3) x BUDGET s, on the race's task, timed to its Hyperband best [DATA=]; mlruns/bench/variants/
+	$(BIN)/python -m tune.bench.variants --budget $(BUDGET) $(if $(SEEDS),--seeds $(SEEDS)) --data '$(or $(DATA),$(PEERS_DATA))'
 
 bench-speed: $(STAMP) ## seed CNN images/s: the seed scripts' way vs tune's trial path, augmentation off/on, vs the matmul peak [DATA=]; mlruns/bench/speed/
 	$(BIN)/python -m tune.bench.speed run --data '$(or $(DATA),$(PEERS_DATA))' --epochs 6

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import io
 import tarfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -173,16 +174,12 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_bad_input_is_one_line_exit_2_and_no_store_changes(
-    case: str, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    build, fragments = CASES[case]
+def assert_rejected(case: str, args: list[str], fragments: list[str], store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tune run`` with ``args``: exit 2, one line with every fragment, and the store untouched."""
     monkeypatch.setenv("TUNE_STORE_DIR", str(store / "mlruns"))
     monkeypatch.setenv("TUNE_CACHE_DIR", str(store / "cache"))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("TUNE_STORAGE", raising=False)
-    args = build(tmp_path)
     space, args = (args[1], args[2:]) if args[:1] == ["@space"] else (str(store / "space.yaml"), args)
     before = snapshot(store)
     result = CliRunner().invoke(app, ["run", space, *args])
@@ -192,4 +189,40 @@ def test_bad_input_is_one_line_exit_2_and_no_store_changes(
     for fragment in fragments:
         assert fragment in lines[0], f"{case}: {fragment!r} not in {lines[0]!r}"
     assert snapshot(store) == before, f"{case} changed a store"
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_and_no_store_changes(
+    case: str, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    build, fragments = CASES[case]
+    assert_rejected(case, build(tmp_path), fragments, store, monkeypatch)
     assert len(CASES) >= 25
+
+
+@pytest.fixture
+def redis_user() -> Iterator[str]:
+    """A Redis user of its own with a password (the server's default user needs none), removed afterwards."""
+    redis = pytest.importorskip("redis")
+    server = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2)
+    try:
+        server.ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379 (.ci/run checks it)")
+    name = f"tune-test-{uuid.uuid4().hex[:8]}"
+    server.acl_setuser(name, enabled=True, passwords=["+right-pw"], keys=["*"], commands=["+@all"])
+    try:
+        yield name
+    finally:
+        server.acl_deluser(name)
+
+
+@pytest.mark.services
+def test_wrong_storage_password_is_one_line_exit_2_and_no_store_changes(
+    redis_user: str, store: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real server refusing the password (PostgreSQL here trusts every local login, so Redis's
+    users stand in for it); the password is masked in the message."""
+    url = f"redis://{redis_user}:wrong-pw@127.0.0.1:6379/0?prefix=tune-test-wrong"
+    assert_rejected("wrong Redis password", ["--storage", url], [f"redis://{redis_user}:***@127.0.0.1:6379/0", "cannot open"],
+                    store, monkeypatch)

@@ -17,6 +17,7 @@ RESULTS_FILE = "results.json"
 # Options the benchmarks share.
 DataOption = Annotated[str | None, typer.Option(help="data source [default: the space's]")]
 SpaceOption = Annotated[Path, typer.Option(help="the task: a search-space file")]
+EpochsOption = Annotated[int | None, typer.Option(help="maximum epochs per trial [default: the space's]")]
 OutOption = Annotated[Path | None, typer.Option(help="output folder [default: mlruns/bench/<benchmark>/]")]
 
 

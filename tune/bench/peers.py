@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import typer
 from matplotlib.figure import Figure
 
-from tune.bench.output import RESULTS_FILE, DataOption, OutOption, SpaceOption, results_folder
+from tune.bench.output import RESULTS_FILE, DataOption, EpochsOption, OutOption, SpaceOption, results_folder
 from tune.bench.race import Event, Record, markdown_table, race_results, read_events
 from tune.bench.studies import DEFAULT_SPACE
 from tune.cli import quiet_libraries, user_errors
@@ -110,7 +110,7 @@ def _known_arms(names: list[str]) -> list[str]:
     return names
 
 
-def _run_arm(name: str, space_file: Path, budget: float, folder: Path) -> str:
+def run_arm(name: str, space_file: Path, budget: float, folder: Path) -> str:
     """One arm in a new session, for at most ``budget`` seconds; says how it ended."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -141,8 +141,15 @@ def _task(space: SearchSpace, space_path: Path, splits: Splits) -> dict[str, Any
     }
 
 
-def _plot(results: dict[str, Any], path: Path) -> Path:
-    """Each arm's best-so-far as a step line held to the end of the budget, the target dotted."""
+def matplotlib_style(_name: str) -> dict[str, Any]:
+    """Matplotlib's own colour cycle, one colour per arm."""
+    return {}
+
+
+def plot_race(results: dict[str, Any], path: Path, title: str,
+              style: Callable[[str], dict[str, Any]] = matplotlib_style) -> Path:
+    """Each arm's best-so-far as a step line held to the end of the budget, the target dotted;
+    ``style`` gives an arm's extra line properties (colour, dashes) from its name."""
     fig = Figure(figsize=(9, 5), layout="constrained")
     axes = fig.subplots()
     budget = results["budget_s"]
@@ -150,46 +157,57 @@ def _plot(results: dict[str, Any], path: Path) -> Path:
         if arm["best_so_far"]:
             times, values = zip(*arm["best_so_far"])
             axes.step([*times, budget], [*values, values[-1]], where="post", marker="o", markersize=4,
-                      markevery=list(range(len(times))), label=name)
+                      markevery=list(range(len(times))), label=name, **style(name))
     target = results["target"]
     if target[VAL_ACCURACY] is not None:
         axes.axhline(target[VAL_ACCURACY], color="#555555", linestyle=":", linewidth=1, label=f"{target['arm']}'s best")
     axes.set_xlim(0, budget)
     axes.set_xlabel("seconds since the arm's process started")
     axes.set_ylabel(f"best {VAL_ACCURACY} so far")
-    axes.set_title(f"{len(results['arms'])} tuners, {budget:g} s each, on {results['task']['data']}")
+    axes.set_title(title)
     axes.legend(fontsize=8, loc="lower right")
     return save_figure(fig, path)
+
+
+def race_task(
+    space_path: Path, *, budget: float, data: str | None, epochs: int | None, echo: Callable[[str], None],
+) -> tuple[SearchSpace, dict[str, Any]]:
+    """The space with the race's options applied, and the task it describes; its data is loaded
+    once here so that a bad file or source fails before any arm starts."""
+    space = load_space(space_path).with_overrides(
+        data={"source": data}, training={"epochs": epochs}, study={"timeout": budget},
+    )
+    task = _task(space, space_path, load_splits(space))
+    echo(f"{task['training_images']} training / {task['validation_images']} validation images, "
+         f"{space.model.name}, at most {space.training.epochs} epochs; {budget:g} s per arm")
+    return space, task
+
+
+def arm_events(out: Path, name: str) -> list[Event]:
+    return read_events((out / ARMS_DIR / name / EVENTS_FILE).read_text(encoding="utf-8"))
 
 
 def run_race(
     space_path: Path, *, budget: float, data: str | None, epochs: int | None, out: Path, arms: list[str],
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Validate the task and load its data once (so a bad file or source fails before any arm
-    starts), run the arms, and write the results, table and plot into ``out``."""
+    """Run the arms on the task and write the results, table and plot into ``out``."""
     _known_arms(arms)
-    space = load_space(space_path).with_overrides(
-        data={"source": data}, training={"epochs": epochs}, study={"timeout": budget},
-    )
-    splits = load_splits(space)
-    task = _task(space, space_path, splits)
-    echo(f"{task['training_images']} training / {task['validation_images']} validation images, "
-         f"{space.model.name}, at most {space.training.epochs} epochs; {budget:g} s per arm")
+    space, task = race_task(space_path, budget=budget, data=data, epochs=epochs, echo=echo)
     out.mkdir(parents=True, exist_ok=True)
     space_file = out / SPACE_FILE
     space_file.write_text(dump_space(space, f"The task of the race, from {space_path}"), encoding="utf-8")
     ended: dict[str, str] = {}
     for name in arms:
         echo(f"{name}: running, output in {out / ARMS_DIR / name / LOG_FILE}")
-        ended[name] = _run_arm(name, space_file, budget, out / ARMS_DIR / name)
-    events = {name: read_events((out / ARMS_DIR / name / EVENTS_FILE).read_text(encoding="utf-8")) for name in arms}
+        ended[name] = run_arm(name, space_file, budget, out / ARMS_DIR / name)
+    events = {name: arm_events(out, name) for name in arms}
     results = {"task": task, **race_results(events, ended, budget, TARGET_ARM),
                "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
     table = markdown_table(results)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (out / TABLE_FILE).write_text(f"{_title(results)}\n\n{table}", encoding="utf-8")
-    _plot(results, out / PLOT_FILE)
+    plot_race(results, out / PLOT_FILE, f"{len(arms)} tuners, {budget:g} s each, on {task['data']}")
     echo(table + f"results in {out}: {RESULTS_FILE}, {TABLE_FILE}, {PLOT_FILE}")
     return results
 
@@ -210,7 +228,7 @@ def race(
     budget: Annotated[float, typer.Option(min=1, help="seconds per arm")],
     space: SpaceOption = DEFAULT_SPACE,
     data: DataOption = None,
-    epochs: Annotated[int | None, typer.Option(help="maximum epochs per trial [default: the space's]")] = None,
+    epochs: EpochsOption = None,
     out: OutOption = None,
     arms: Annotated[str, typer.Option(help="comma-separated arms, in running order")] = ",".join(ARMS),
 ) -> None:
