@@ -262,7 +262,7 @@ def test_two_workers_one_killed_mid_trial_the_next_run_spares_the_survivor(tmp_p
     cut would, while the other is mid-trial. The first worker to train is the survivor: it is paused
     until the other is killed and the same command has run again, so the start-up sweep surely finds
     its trial RUNNING. A paused worker is alive, as a slow one is."""
-    epochs = 5
+    epochs = 12  # enough that the second worker is still mid-trial once the first is paused
     study_name, space = small_space(tmp_path, trials=1, epochs=epochs)
     journal = tmp_path / "mlruns/optuna/journal.log"
     storage = f"journal:{journal}"
