@@ -42,9 +42,6 @@ TRIALS_PER_PROCESS = 10
 _DATA, _TRIAL, _GO, _STOP = "data", "trial", "go", "stop"
 # How long a trial process may take to unwind after a stop or to exit when retired.
 _UNWIND_S = 30.0
-# A signal the kernel hands to another thread does not interrupt the main thread's blocking read,
-# so waiting for the trial process wakes this often to let Python run the handler (Ctrl-C, TERM).
-_SIGNAL_CHECK_S = 0.25
 
 
 @functools.cache
@@ -100,8 +97,6 @@ class _TrialProcess:
 
     def receive(self) -> tuple[str, Any]:
         try:
-            while not self.conn.poll(_SIGNAL_CHECK_S):
-                pass
             return self.conn.recv()
         except EOFError:
             raise self._died() from None
