@@ -4,6 +4,8 @@ kind, run names, summary metrics as columns, and the best tag that follows the b
 from __future__ import annotations
 
 import json
+import os
+import socket
 from pathlib import Path
 
 import optuna
@@ -16,6 +18,7 @@ from scripted import EPOCHS, SPLITS, ScriptedTrainer, regularized_curves
 from tune.contract import DEFAULT_OBJECTIVE, OBJECTIVES, VAL_ACCURACY, Objective
 from tune.engine import trial_record
 from tune.engine.objective import TrialContext, TrialEnd, make_objective
+from tune.engine.liveness import Worker
 from tune.engine.space import SearchSpace
 from tune.report.publish import publish_report
 from tune.tracking.tracker import (
@@ -23,12 +26,14 @@ from tune.tracking.tracker import (
     BEST_TAG,
     BEST_TRIAL_TAG,
     EXPERIMENT_KIND_TAG,
+    FAILURE_TAG,
     MODEL_TRAINING_KIND,
     NOTE_TAG,
     OBJECTIVE_METRIC,
     REGIME_TAG,
     RUNS_VIEW_TAG,
     STATE_TAG,
+    WORKER_TAG,
     Tracker,
     run_page,
     runs_page,
@@ -90,6 +95,41 @@ def test_a_finished_trial_run_is_named_tagged_and_valued(uri: str) -> None:
     assert done.data.tags[STATE_TAG] == "COMPLETE" and done.data.tags[BEST_TAG] == "true"
     assert cut.info.run_name == f"{STUDY} #13 PRUNED balanced" and cut.info.status == "KILLED"
     assert OBJECTIVE_METRIC not in cut.data.metrics and BEST_TAG not in cut.data.tags
+
+
+def dead_parent(tracker: Tracker) -> str:
+    """A parent run whose worker, on this host, is gone: this pid, but a process started earlier."""
+    parent = tracker.start_parent("worker", {}, {})
+    tracker.set_tags(parent, {WORKER_TAG: Worker(socket.gethostname(), os.getpid(), 0.0).to_json()})
+    return parent
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["via-its-recorded-trial", "between-trials"])
+def test_a_dead_workers_parent_is_killed_with_every_trial_run_it_left_open(uri: str, recorded: bool) -> None:
+    """Killed between creating a trial's run and recording its id in Optuna, a worker leaves a run
+    that no trial points at: it is found through its parent, whichever way the parent is found."""
+    tracker = Tracker(STUDY, uri)
+    parent = dead_parent(tracker)
+    done = finish(tracker, parent, 0, TrialState.COMPLETE, 0.5)
+    unrecorded = tracker.start_trial(parent, 2, {"dropout": 0.2}, STUDY)
+    if recorded:
+        tracker.close_dead_trial(tracker.start_trial(parent, 1, {"dropout": 0.1}, STUDY), "its worker died")
+    tracker.close_dead_parents()
+    client = MlflowClient(uri)
+    assert client.get_run(parent).info.status == "KILLED"
+    assert client.get_run(done).info.status == "FINISHED" and FAILURE_TAG not in client.get_run(done).data.tags
+    left = client.get_run(unrecorded)
+    assert left.info.status == "FAILED" and "died" in left.data.tags[FAILURE_TAG]
+    assert {run.info.status for run in client.search_runs([tracker.experiment_id])} <= {"FINISHED", "FAILED", "KILLED"}
+
+
+def test_a_live_workers_parent_and_runs_are_left_alone(uri: str) -> None:
+    tracker = Tracker(STUDY, uri)
+    parent = tracker.start_parent("worker", {}, {})
+    running = tracker.start_trial(parent, 0, {"dropout": 0.1}, STUDY)
+    tracker.close_dead_parents()
+    client = MlflowClient(uri)
+    assert [client.get_run(run).info.status for run in (parent, running)] == ["RUNNING", "RUNNING"]
 
 
 @pytest.mark.parametrize(("objective", "values"), [

@@ -281,7 +281,7 @@ class Tracker:
             self.client.set_terminated(run_id, "FAILED")
         parent = run.data.tags.get(PARENT_TAG)
         if parent and self.client.get_run(parent).info.status == "RUNNING":
-            self.client.set_terminated(parent, "KILLED")
+            self._close_dead_parent(parent, failure)
 
     def close_dead_parents(self) -> None:
         """Parent runs of workers on this host that died between trials or while reporting."""
@@ -289,7 +289,13 @@ class Tracker:
         for run in self.client.search_runs([self.experiment_id], query):
             worker = Worker.from_json(run.data.tags.get(WORKER_TAG))
             if worker is not None and worker.host == Worker.this().host and worker.gone():
-                self.client.set_terminated(run.info.run_id, "KILLED")
+                self._close_dead_parent(run.info.run_id, f"its worker {worker} died")
+
+    def _close_dead_parent(self, parent_id: str, failure: str) -> None:
+        """KILLED, with any trial run the worker created but died before Optuna recorded: such a
+        run has no trial pointing at it, so only its parent can find it."""
+        self.close_open_children(parent_id, failure)
+        self.client.set_terminated(parent_id, "KILLED")
 
     def close_open_children(self, parent_id: str, failure: str) -> None:
         """A run stopped between creating a trial's MLflow run and recording it (Ctrl-C at the
