@@ -4,6 +4,7 @@ how to resume, and the exit status is 128 + the signal."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -50,6 +51,21 @@ def wait_until_training(tmp_path: Path, number: int, tune: subprocess.Popen[byte
     raise AssertionError(f"trial {number} reported no epoch within {timeout:.0f} s")
 
 
+def what_runs() -> str:
+    """The machine's load and its busiest processes, to tell a hang from a starved run."""
+    processes = list(psutil.process_iter())
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.cpu_percent()
+    time.sleep(1)
+    usage = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            usage.append((process.cpu_percent(), process.pid, " ".join(process.cmdline())[:150]))
+    top = "; ".join(f"{cpu:.0f}% {pid} {command}" for cpu, pid, command in sorted(usage, reverse=True)[:6])
+    return f"load {os.getloadavg()}, busiest: {top}"
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_a_signal_mid_study_fails_the_running_trial_closes_every_run_and_says_how_to_resume(
     tmp_path: Path, sig: signal.Signals,
@@ -63,9 +79,11 @@ def test_a_signal_mid_study_fails_the_running_trial_closes_every_run_and_says_ho
         try:
             tune.wait(timeout=120)
         except subprocess.TimeoutExpired:
-            os.kill(tune.pid, signal.SIGABRT)  # faulthandler prints where it hangs
+            busy = what_runs()
+            os.kill(tune.pid, signal.SIGABRT)  # faulthandler prints every thread's stack
             tune.wait(10)
-            raise AssertionError(f"hung after {sig.name}:\n{(tmp_path / 'err.txt').read_text()[-6000:]}") from None
+            err = (tmp_path / "err.txt").read_text()
+            raise AssertionError(f"hung after {sig.name}; {busy}\n{err[err.find('Fatal Python error'):]}") from None
         waited = time.monotonic() - started
     finally:
         if tune.poll() is None:
