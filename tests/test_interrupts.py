@@ -83,7 +83,7 @@ def test_a_signal_mid_study_fails_the_running_trial_closes_every_run_and_says_ho
             os.kill(tune.pid, signal.SIGABRT)  # faulthandler prints every thread's stack
             tune.wait(10)
             err = (tmp_path / "err.txt").read_text()
-            raise AssertionError(f"hung after {sig.name}; {busy}\n{err[err.find('Fatal Python error'):]}") from None
+            raise AssertionError(f"hung after {sig.name}; {busy}\n{err[max(err.find('Fatal Python error'), 0):]}") from None
         waited = time.monotonic() - started
     finally:
         if tune.poll() is None:
