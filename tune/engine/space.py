@@ -222,8 +222,8 @@ class SamplerSettings(_Strict):
     type: Literal["tpe", "random", "qmc"] = "tpe"
     seed: int | None = Field(0, ge=0, le=MAX_SEED)
     # Fewer than Optuna's 10 random trials, and pruning after 2 finished trials rather than 5: on
-    # the race's task (make bench-peers) this reached KerasTuner Hyperband's best in 0.38x its time,
-    # where 10 and 5 needed 1.1x.
+    # the race's task (make bench-peers) this reached KerasTuner Hyperband's best in 0.41x its time,
+    # raced in one invocation (docs/results/cpu_speed/peers_new_defaults), where 10 and 5 needed 1.1x.
     n_startup_trials: int = Field(5, ge=0, le=MAX_COUNT)
     multivariate: bool = True
     # TPE samples less where trials ended under- or over-regularized (an Optuna constraint per trial).
