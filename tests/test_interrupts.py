@@ -26,7 +26,11 @@ from tune.tracking.tracker import LEARNING_CURVE_FILE, ROLE_TAG
 STUDY = "interrupted"
 
 
-def start_study(tmp_path: Path, trials: int = 50, log: str = "", epochs: int = 8) -> subprocess.Popen[bytes]:
+def start_study(
+    tmp_path: Path, trials: int = 50, log: str = "", epochs: int = 8, ignoring: tuple[signal.Signals, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """``ignoring``: signals the process starts with ignored, as ``nohup`` leaves SIGHUP and a
+    shell leaves SIGINT for each ``&`` job of a script (the workers of ``make workers``)."""
     space = write_space(tmp_path / "space.yaml", tiny_space(
         study={"name": STUDY, "trials": trials, "pruner": {"type": "none"}}, training={"epochs": epochs},
     ))
@@ -34,7 +38,8 @@ def start_study(tmp_path: Path, trials: int = 50, log: str = "", epochs: int = 8
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("TUNE_STORAGE", None)
     with (tmp_path / f"out{log}.txt").open("w") as out, (tmp_path / f"err{log}.txt").open("w") as err:
-        return subprocess.Popen([sys.executable, "-m", "tune", "run", str(space)], cwd=ROOT, env=env, stdout=out, stderr=err)
+        return subprocess.Popen([sys.executable, "-m", "tune", "run", str(space)], cwd=ROOT, env=env, stdout=out, stderr=err,
+                                preexec_fn=lambda: [signal.signal(sig, signal.SIG_IGN) for sig in ignoring])
 
 
 def wait_until_training(tmp_path: Path, number: int, tune: subprocess.Popen[bytes], timeout: float = 240) -> None:
@@ -66,11 +71,12 @@ def what_runs() -> str:
     return f"load {os.getloadavg()}, busiest: {top}"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+@pytest.mark.parametrize(("sig", "ignoring"), [(signal.SIGTERM, ()), (signal.SIGINT, ()), (signal.SIGINT, (signal.SIGINT,))],
+                         ids=["TERM", "INT", "INT-to-a-job-started-with-it-ignored"])
 def test_a_signal_mid_study_fails_the_running_trial_closes_every_run_and_says_how_to_resume(
-    tmp_path: Path, sig: signal.Signals,
+    tmp_path: Path, sig: signal.Signals, ignoring: tuple[signal.Signals, ...],
 ) -> None:
-    tune = start_study(tmp_path)
+    tune = start_study(tmp_path, ignoring=ignoring)
     try:
         wait_until_training(tmp_path, 1, tune)
         trainers = psutil.Process(tune.pid).children(recursive=True)
@@ -105,6 +111,21 @@ def test_a_signal_mid_study_fails_the_running_trial_closes_every_run_and_says_ho
     runs = client.search_runs([client.get_experiment_by_name(STUDY).experiment_id])
     assert {run.info.status for run in runs} <= {"FINISHED", "FAILED", "KILLED"}
     assert [run.data.tags.get("tune.failure") for run in runs if run.info.status == "FAILED"] == ["interrupted"]
+
+
+def test_a_study_started_under_nohup_outlives_a_hangup(tmp_path: Path) -> None:
+    tune = start_study(tmp_path, ignoring=(signal.SIGHUP,))
+    try:
+        wait_until_training(tmp_path, 1, tune)
+        os.kill(tune.pid, signal.SIGHUP)
+        wait_until_training(tmp_path, 2, tune)  # fails at once if tune ended
+        os.kill(tune.pid, signal.SIGTERM)
+        assert tune.wait(timeout=120) == 128 + signal.SIGTERM
+    finally:
+        if tune.poll() is None:
+            tune.kill()
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(f"journal:{tmp_path / 'mlruns/optuna/journal.log'}"))
+    assert [trial.state for trial in study.trials[:2]] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
 def test_kill_9_mid_trial_then_the_same_command_closes_what_the_dead_worker_left_and_goes_on(tmp_path: Path) -> None:

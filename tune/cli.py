@@ -17,6 +17,7 @@ from tune.engine.space import SPACE_FORMATS
 from tune.engine.storage import STORAGE_ENV
 from tune.training.tf_logs import choose_tensorflow_logs, filter_stderr
 from tune.errors import Interrupted, TuneError
+from tune.processes import answer_ctrl_c
 
 app = typer.Typer(
     help="Find how much regularization a Keras image model needs (Optuna + MLflow).",
@@ -80,6 +81,7 @@ def run(
                                                    "(named STUDY-nSIZE), then how the balanced band moves")] = None,
 ) -> None:
     """Run (or resume) the study a search-space file describes."""
+    answer_ctrl_c()
     from rich.console import Console
 
     import optuna

@@ -33,9 +33,18 @@ def stop_group(process: subprocess.Popen[bytes], grace_s: float) -> None:
     process.wait()
 
 
+def answer_ctrl_c() -> None:
+    """A shell starts each ``&`` job of a script with SIGINT ignored, and Python then leaves it
+    ignored: the workers of ``make workers`` would run on after the Ctrl-C that ended make."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @contextlib.contextmanager
 def handling(signals: Iterable[signal.Signals], handler: SignalHandler) -> Iterator[None]:
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    """A signal this process was started with ignored stays ignored: that is how ``nohup`` asks
+    a long study to outlive its terminal's SIGHUP."""
+    previous = {sig: signal.signal(sig, handler) for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield
     finally:
