@@ -3,6 +3,10 @@ trainer and an in-memory tracker: milliseconds, no TensorFlow, no MLflow."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ from scripted import EPOCHS, SPLITS, RecordingTracker, ScriptedTrainer, lost_cau
 from tune.contract import DEFAULT_OBJECTIVE, GAP_LOSS, EpochHook, Params, Splits, Trainer, TrainingResult, TrainSettings
 from tune.engine import trial_record
 from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED
-from tune.engine.objective import NO_EPOCH, REGIME_CONSTRAINT, TrialContext, make_objective
+from tune.engine.objective import NO_EPOCH, REGIME_CONSTRAINT, TrialContext, TrialEnd, make_objective
 from tune.engine.space import SearchSpace
 from tune.engine.study import (
     SPACE_ATTR,
@@ -28,7 +32,8 @@ from tune.engine.study import (
     suggest_params,
     warm_start_params,
 )
-from tune.errors import SpaceError, StudyError
+from tune.errors import Interrupted, SpaceError, StudyError
+from tune.processes import handling, interrupt
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SEED = 100
@@ -277,3 +282,55 @@ def test_a_stored_space_that_no_longer_validates_is_one_clear_error() -> None:
     study.set_user_attr(SPACE_ATTR, {**space().to_dict(), "regularization": {"l2": 0.001}})
     with pytest.raises(SpaceError, match="^the search space stored in study 'old': regularization.l2: unknown key$"):
         stored_space(study)
+
+
+class SignalledTracker(RecordingTracker):
+    """Sends this process SIGTERM once, from inside a store write, then goes on writing: a real
+    signal landing where SQLAlchemy would be mid-transaction."""
+
+    def __init__(self, during: str, trial: int) -> None:
+        super().__init__()
+        self.during, self.trial, self.sent = during, trial, False
+
+    def _signal(self, call: str, run_id: str) -> None:
+        if call == self.during and self.runs[run_id].number == self.trial and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # Python runs the handler in here, mid-write
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        items = list(metrics.items())
+        super().log_metrics(run_id, dict(items[:1]), step)
+        self._signal("log_metrics", run_id)
+        super().log_metrics(run_id, dict(items[1:]), step)
+
+    def finish_trial(self, run_id: str, end: TrialEnd) -> None:
+        self._signal("finish_trial", run_id)
+        super().finish_trial(run_id, end)
+
+
+def run_signalled(tracker: SignalledTracker, trials: int) -> optuna.Study:
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    ctx = TrialContext(space(), SPLITS, "scripted", "parent-run", SEED)
+    with handling((signal.SIGTERM,), interrupt), pytest.raises(Interrupted) as stopped:
+        study.optimize(make_objective(ctx, tracker, ScriptedTrainer()), n_trials=trials, catch=(Exception,))
+    assert stopped.value.signum == signal.SIGTERM
+    return study
+
+
+def test_a_stop_signal_during_an_epochs_write_waits_for_the_write_then_fails_the_trial() -> None:
+    tracker = SignalledTracker("log_metrics", trial=0)
+    (trial,) = run_signalled(tracker, trials=3).trials
+    assert trial.state == TrialState.FAIL and trial_record.trial_failure(trial) == "interrupted"
+    run = tracker.of_trial(0)
+    assert run.state == TrialState.FAIL and run.failure == "interrupted"
+    per_key = {key: [step for step, _ in values if step < 2] for key, values in run.metrics.items()}
+    assert per_key and all(steps == [0] for steps in per_key.values()), "epoch 0 written whole, nothing after"
+
+
+def test_a_stop_signal_while_a_finished_trial_is_recorded_keeps_it_complete_and_stops_the_next() -> None:
+    tracker = SignalledTracker("finish_trial", trial=0)
+    done, interrupted = run_signalled(tracker, trials=3).trials
+    assert done.state == TrialState.COMPLETE and tracker.of_trial(0).state == TrialState.COMPLETE
+    assert interrupted.state == TrialState.FAIL and tracker.of_trial(1).failure == "interrupted"
+    assert not tracker.of_trial(1).metrics.get(DEFAULT_OBJECTIVE.metric), "stopped before its first epoch"

@@ -25,9 +25,9 @@ class StudyError(TuneError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, raised the way Ctrl-C raises KeyboardInterrupt, so that every cleanup
-    Ctrl-C runs (the trial failed as interrupted, its process gone, MLflow runs closed) runs for
-    them too."""
+    """A stop signal that ``tune run`` handles itself (Ctrl-C, TERM, HUP), raised the way Ctrl-C
+    raises KeyboardInterrupt, so that every cleanup Ctrl-C runs (the trial failed as interrupted,
+    its process gone, MLflow runs closed) runs for each of them."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)

@@ -11,6 +11,8 @@ import subprocess
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import FrameType
 
+from tune.errors import Interrupted
+
 SignalHandler = Callable[[int, FrameType | None], None]
 LOOPBACK = "127.0.0.1"  # the only interface the servers listen on
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -31,6 +33,43 @@ def stop_group(process: subprocess.Popen[bytes], grace_s: float) -> None:
         process.wait(grace_s)
     signal_group(process.pid, signal.SIGKILL)
     process.wait()
+
+
+# Stop signals that came during a store write (``interrupts_held``), raised when it ends.
+_pending: list[int] = []
+_holding = 0
+
+
+def interrupt(signum: int, frame: FrameType | None) -> None:
+    """``tune run``'s handler of Ctrl-C, TERM and HUP: stop at once, or as soon as the store write
+    in progress has ended."""
+    if _holding:
+        _pending.append(signum)
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interrupts_held(*, deliver: bool = True) -> Iterator[None]:
+    """An interrupt raised inside SQLAlchemy can leave MLflow's SQLite database locked for the rest
+    of the process, so every later write fails with "database is locked" and the interrupt itself
+    is lost behind that error. A stop signal during a write is raised when the write has ended, or
+    with ``deliver=False`` (the record of a trial that is over) at the next ``deliver_held()``."""
+    global _holding
+    _holding += 1
+    try:
+        yield
+    finally:
+        _holding -= 1
+        if deliver and not _holding:
+            deliver_held()
+
+
+def deliver_held() -> None:
+    if _pending:
+        signum = _pending[0]
+        _pending.clear()
+        raise Interrupted(signum)
 
 
 def answer_ctrl_c() -> None:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import optuna
 from optuna.trial import TrialState
@@ -25,8 +24,8 @@ from tune.engine.objective import INTERRUPTED, TrialContext, make_objective
 from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.engine.storage import default_storage_url, redact
 from tune.engine.study import open_study, study_objective
-from tune.errors import Interrupted, StudyError
-from tune.processes import handling
+from tune.errors import StudyError
+from tune.processes import deliver_held, handling, interrupt
 from tune.progress import Echo, RunProgress, Verbosity
 from tune.report.publish import publish_report
 from tune.report.text import render_text
@@ -78,12 +77,13 @@ def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
 
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
-    """TERM and HUP (a closed terminal, a scheduler's stop) end the run the way Ctrl-C does."""
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(signum)
-
-    with handling((signal.SIGTERM, signal.SIGHUP), interrupt):
-        yield
+    """TERM and HUP (a closed terminal, a scheduler's stop) end the run the way Ctrl-C does, and
+    none of them lands inside a store write (``tune.processes.interrupts_held``)."""
+    try:
+        with handling((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), interrupt):
+            yield
+    finally:
+        deliver_held()  # one that came while the last trial was being recorded
 
 
 def _recover(study: optuna.Study, tracker: Tracker, progress: RunProgress) -> None:

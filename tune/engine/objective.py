@@ -22,6 +22,7 @@ from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARI
 from tune.engine.space import SearchSpace
 from tune.engine.study import suggest_params
 from tune.errors import TuneError
+from tune.processes import interrupts_held
 from tune.training.isolated import train_isolated
 
 NO_EPOCH = "no epoch finished: the trial failed before its first epoch ended"
@@ -72,10 +73,11 @@ def make_objective(
         curves: defaultdict[str, list[float]] = defaultdict(list)
         state, value, failure, run_id, early = TrialState.FAIL, None, None, None, None
         try:  # from the first step, so a failure or Ctrl-C at any point is recorded
-            liveness.claim(trial)
-            params = suggest_params(trial, ctx.space)
-            run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
-            trial.set_user_attr(trial_record.RUN_ID, run_id)
+            with interrupts_held():
+                liveness.claim(trial)
+                params = suggest_params(trial, ctx.space)
+                run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
+                trial.set_user_attr(trial_record.RUN_ID, run_id)
             settings = ctx.space.train_settings(ctx.seed + trial.number)
             result = trainer(params, ctx.splits, settings, _epoch_hook(trial, ctx, tracker, run_id, curves, settings.objective))
             state, value = TrialState.COMPLETE, result.value
@@ -86,8 +88,9 @@ def make_objective(
         except BaseException as exc:
             failure = _failure_text(exc)
             raise
-        finally:
-            _record(trial, ctx, tracker, run_id, dict(curves), state, value, failure, early)
+        finally:  # a Ctrl-C during the record waits for the next trial's start: this one is over
+            with interrupts_held(deliver=False):
+                _record(trial, ctx, tracker, run_id, dict(curves), state, value, failure, early)
 
     return objective
 
@@ -110,10 +113,11 @@ def _epoch_hook(
         for key, value in logs.items():
             curves[key].append(value)
         gaps = {key: values[-1] for key, values in generalization_gaps(curves).items()}
-        tracker.log_metrics(run_id, {**logs, **gaps}, step=epoch)
-        liveness.beat(trial)
         value = logs[objective.metric]
-        trial.report(value, epoch)
+        with interrupts_held():
+            tracker.log_metrics(run_id, {**logs, **gaps}, step=epoch)
+            liveness.beat(trial)
+            trial.report(value, epoch)
         if trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {objective.metric}={value:.4f}")
         if ctx.space.study.pruner.early_regime and epoch + 1 == ctx.space.diagnosis.early_epochs:
