@@ -11,9 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -26,7 +28,9 @@ from optuna.trial import FrozenTrial, TrialState
 from test_ui import free_port, serves, wait_for
 
 from tune.engine.liveness import RETRY_OF, WORKER, Worker
+from tune.engine.space import SearchSpace
 from tune.engine.storage import open_storage
+from tune.engine.study import open_study
 from tune.engine.trial_record import FAILURE, RUN_ID
 from tune.processes import signal_group, stop_group
 from tune.tracking.tracker import FAILURE_TAG, PARENT_TAG, ROLE_TAG
@@ -97,6 +101,8 @@ def fresh_redis() -> Iterator[str]:
 def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param in ("postgresql", "redis"):
         return request.getfixturevalue(f"fresh_{request.param}")
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'optuna.db'}"
     return f"journal:{tmp_path / 'mlruns/optuna/journal.log'}"
 
 
@@ -165,7 +171,8 @@ def finish(workers: list[subprocess.Popen[str]]) -> list[str]:
 def assert_every_trial_stored_once(storage: str, study_name: str, count: int) -> list[FrozenTrial]:
     trials = optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
     assert sorted(t.number for t in trials) == list(range(count))
-    assert all(t.state == TrialState.COMPLETE for t in trials)
+    unfinished = {t.number: (t.state.name, t.user_attrs.get(FAILURE)) for t in trials if t.state != TrialState.COMPLETE}
+    assert not unfinished, f"trials not COMPLETE (state, failure): {unfinished}"
     assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
     return trials
 
@@ -213,6 +220,39 @@ def test_workers_on_postgresql_log_to_one_mlflow_tracking_server(
     runs = client.search_runs([client.get_experiment_by_name(study_name).experiment_id])
     stored = [f"{run.data.tags} {run.data.params}" for run in runs]
     _assert_password_never_stored(served, outputs + stored)
+
+
+@pytest.mark.parametrize("storage_url", [*STORAGES, pytest.param("sqlite", id="sqlite")], indirect=True)
+def test_workers_opening_a_new_study_together_queue_each_first_trial_once(
+    storage_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Optuna's enqueue_trial(skip_if_exists=True) checks and then adds: two workers that opened
+    a new study at once both found no baseline and both queued one. Here every worker waits after
+    its check until all have checked, so without the lock the race happens every time; with it,
+    the first waits alone for a second and gives up waiting."""
+    openers = 4
+    everyone_checked = threading.Barrier(openers, timeout=1)
+    check = optuna.Study._should_skip_enqueue
+
+    def check_then_wait(study: optuna.Study, params: dict[str, object]) -> bool:
+        found = check(study, params)
+        try:
+            everyone_checked.wait()
+        except threading.BrokenBarrierError:
+            pass
+        return found
+
+    monkeypatch.setattr(optuna.Study, "_should_skip_enqueue", check_then_wait)
+    space = SearchSpace.model_validate(tiny_space(study={"warm_start": True, "enqueue": [{"dropout": 0.1}]}))
+    name = f"together-{uuid.uuid4().hex[:8]}"
+    optuna.create_study(study_name=name, storage=open_storage(storage_url))  # as the first worker has just done
+    with ThreadPoolExecutor(openers) as pool:
+        list(pool.map(lambda _: open_study(space, name, storage_url, "space.yaml"), range(openers)))
+    waiting = optuna.load_study(study_name=name, storage=open_storage(storage_url)).get_trials(states=(TrialState.WAITING,))
+    assert [(t.user_attrs.get("baseline"), t.user_attrs.get("warm_start")) for t in waiting] == [
+        (True, None), (None, True), (None, None),
+    ]
+    assert waiting[-1].system_attrs["fixed_params"] == {"dropout": 0.1}
 
 
 def trials_mid_training(storage: str, study_name: str) -> dict[int, FrozenTrial]:

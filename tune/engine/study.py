@@ -24,7 +24,7 @@ from tune.engine.space import (
     TYPICAL,
     validate_space,
 )
-from tune.engine.storage import default_storage_url, journal_path, open_storage, redact
+from tune.engine.storage import default_storage_url, journal_path, open_storage, queue_lock, redact
 from tune.errors import StudyError
 
 log = logging.getLogger(__name__)
@@ -133,13 +133,19 @@ def open_study(space: SearchSpace, name: str, storage_url: str | None, source: s
         log.warning("study %r was created from a different search space; the stored copy is updated", name)
     study.set_user_attr(SPACE_ATTR, space.to_dict())
     study.set_user_attr(SOURCE_ATTR, source)
+    with queue_lock(storage_url):
+        _enqueue_first_trials(study, space)
+    return study
+
+
+def _enqueue_first_trials(study: optuna.Study, space: SearchSpace) -> None:
+    """Each once per study, however many workers open it."""
     if space.study.baseline and space.searched():
         study.enqueue_trial(baseline_params(space), user_attrs={trial_record.BASELINE: True}, skip_if_exists=True)
     if space.study.warm_start and space.searched():
         study.enqueue_trial(warm_start_params(space), user_attrs={trial_record.WARM_START: True}, skip_if_exists=True)
     for params in space.study.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
-    return study
 
 
 def study_objective(study: optuna.Study) -> Objective:
