@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import optuna
@@ -95,6 +97,29 @@ def test_a_finished_trial_run_is_named_tagged_and_valued(uri: str) -> None:
     assert done.data.tags[STATE_TAG] == "COMPLETE" and done.data.tags[BEST_TAG] == "true"
     assert cut.info.run_name == f"{STUDY} #13 PRUNED balanced" and cut.info.status == "KILLED"
     assert OBJECTIVE_METRIC not in cut.data.metrics and BEST_TAG not in cut.data.tags
+
+
+def test_two_workers_beating_the_best_at_once_leave_the_tag_on_the_better(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both found they beat the tagged trial, then each took the tag off every run but its own: the
+    second removal of a tag failed the second worker's trial, or neither kept the tag. Here both
+    decide before either tags, every time."""
+    first = Tracker(STUDY, uri)
+    held = finish(first, first.start_parent("worker", {}, {}), 0, TrialState.COMPLETE, 0.9)
+    both_decided = threading.Barrier(2, timeout=10)
+    beats = Tracker._beats_best
+
+    def decide_then_wait(tracker: Tracker, value: float, objective: Objective) -> bool:
+        found = beats(tracker, value, objective)
+        both_decided.wait()
+        return found
+
+    monkeypatch.setattr(Tracker, "_beats_best", decide_then_wait)
+    workers = [Tracker(STUDY, uri) for _ in range(2)]
+    parents = [worker.start_parent("worker", {}, {}) for worker in workers]
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(finish, workers, parents, [1, 2], [TrialState.COMPLETE] * 2, [0.5, 0.4]))
+    assert best_runs(MlflowClient(uri), first) == [runs[1]]
+    assert held not in best_runs(MlflowClient(uri), first)
 
 
 def dead_parent(tracker: Tracker) -> str:
