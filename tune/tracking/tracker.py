@@ -217,8 +217,7 @@ class Tracker:
         if end.value is not None:
             self.log_metrics(run_id, {OBJECTIVE_METRIC: end.value})
             if self._beats_best(end.value, end.objective):
-                self.set_tags(run_id, {BEST_TAG: "true"})
-                self._keep_best_tag_on(self._leader(end.objective))
+                self.mark_best(run_id, end.objective)
         self.client.update_run(run_id, name=_trial_run_name(self.study_name, end.number, end.state.name, end.regime))
         self.client.set_terminated(run_id, _RUN_STATUS[end.state])
 
@@ -230,24 +229,21 @@ class Tracker:
         held = [run.data.metrics.get(OBJECTIVE_METRIC) for run in self._best_runs()]
         return all(other is None or objective.key(value) < objective.key(other) for other in held)
 
-    def _leader(self, objective: Objective) -> str:
-        """The best of the tagged runs, the earliest on a tie. Workers that finish together may
-        each tag their trial; each then keeps the tag on this one run, so they agree."""
+    def mark_best(self, run_id: str, objective: Objective | None = None) -> None:
+        """The tag goes onto the new best before it leaves the others, so a filter on it always
+        finds a run. Workers that finish together may each tag their trial: with ``objective``,
+        each keeps the tag on the best run of one reading of the tagged runs (the earliest on a
+        tie) and takes it off only the others it read, so the best of all keeps it."""
+        self.set_tags(run_id, {BEST_TAG: "true"})
+        tagged = self._best_runs()
+
         def rank(run: Run) -> tuple[float, int]:
             value = run.data.metrics.get(OBJECTIVE_METRIC)
-            return (objective.key(value) if value is not None else float("inf"), run.info.start_time)
+            return (objective.key(value) if objective and value is not None else float("inf"), run.info.start_time)
 
-        return min(self._best_runs(), key=rank).info.run_id
-
-    def mark_best(self, run_id: str) -> None:
-        """The tag goes onto the new best before it leaves the others, so a filter on it always
-        finds a run."""
-        self.set_tags(run_id, {BEST_TAG: "true"})
-        self._keep_best_tag_on(run_id)
-
-    def _keep_best_tag_on(self, run_id: str) -> None:
-        for run in self._best_runs():
-            if run.info.run_id == run_id:
+        keep = run_id if objective is None or not tagged else min(tagged, key=rank).info.run_id
+        for run in tagged:
+            if run.info.run_id == keep:
                 continue
             try:
                 self.client.delete_tag(run.info.run_id, BEST_TAG)
