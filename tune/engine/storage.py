@@ -144,20 +144,20 @@ def queue_lock(url: str | None) -> Iterator[None]:
     two workers that start together both find no baseline and both queue one. A lock held by a
     worker that dies is released with it (file and database locks) or expires (Redis)."""
     url = url or default_storage_url()
-    path = journal_path(url)
-    if path is None and _scheme(url) == "sqlite":
+    scheme, path = _scheme(url), journal_path(url)
+    if path is None and scheme == "sqlite":
         database = sqlalchemy.engine.make_url(url).database
         path = Path(database) if database and database != ":memory:" else None
     if path is not None:
-        with _file_lock(path.with_name(f"{path.name}.{_LOCK_NAME}.lock")):
+        with file_lock(path.with_name(f"{path.name}.{_LOCK_NAME}.lock")):
             yield
-    elif _scheme(url) in ("redis", "rediss"):
+    elif scheme in ("redis", "rediss"):
         bare, prefix = _redis_url(url)
-        with redis.Redis.from_url(bare).lock(
+        with redis.Redis.from_url(bare) as client, client.lock(
             f"{prefix}:{_LOCK_NAME}", timeout=_LOCK_EXPIRY_S, blocking_timeout=_LOCK_WAIT_S,
         ):
             yield
-    elif _scheme(url) in ("postgresql", "mysql"):
+    elif scheme in ("postgresql", "mysql"):
         with _database_lock(_with_driver(url)):
             yield
     else:
@@ -165,7 +165,8 @@ def queue_lock(url: str | None) -> Iterator[None]:
 
 
 @contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive among the processes of one machine; released when the holder exits, however."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -7,7 +7,6 @@ several studies or workers in one process cannot log into each other's runs.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -25,6 +24,7 @@ from optuna.trial import TrialState
 from tune.contract import BEST_EPOCH, GAP_LOSS, VAL_ACCURACY, Curves, Objective, at_best
 from tune.engine.diagnosis import Diagnosis
 from tune.engine.liveness import Worker
+from tune.engine.storage import file_lock
 from tune.engine.objective import TrialEnd
 from tune.paths import artifacts_dir, mlflow_database
 from tune.report.curves import learning_curve_figure
@@ -119,14 +119,8 @@ def _first_use_lock(tracking_uri: str) -> Iterator[None]:
     if not tracking_uri.startswith("sqlite:///"):
         yield
         return
-    database = Path(tracking_uri.removeprefix("sqlite:///"))
-    database.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{database}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(Path(f"{tracking_uri.removeprefix('sqlite:///')}.lock")):
+        yield
 
 
 class Tracker:
