@@ -69,8 +69,20 @@ def test_a_retry_whose_worker_died_too_is_not_queued_a_third_time(study: optuna.
     assert not [trial for trial in study.trials if trial.state == TrialState.WAITING]
 
 
+def test_a_clock_step_leaves_a_live_worker_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psutil reports a start time as the boot time plus ticks since boot, and the boot time moves
+    with the clock: a 20-minute CI run once saw it move over a second and judged itself dead."""
+    me = Worker.this()
+    stepped = psutil.boot_time() + 5.0
+    monkeypatch.setattr(psutil, "boot_time", lambda: stepped)
+    monkeypatch.setattr(psutil._psplatform, "boot_time", lambda: stepped)
+    assert psutil.Process().create_time() > me.started + me.boot + 4, "the step moved psutil's start time"
+    assert not me.gone()
+    assert Worker(me.host, me.pid, me.started, me.boot - 2 * 3600).gone(), "same pid and start, an earlier boot"
+
+
 def test_a_reused_pid_is_not_the_worker_and_a_record_from_elsewhere_falls_back_to_the_heartbeat() -> None:
     me = Worker.this()
     assert not me.gone()
-    assert Worker(me.host, me.pid, me.started - 100).gone(), "same pid, another process"
+    assert Worker(me.host, me.pid, me.started - 100, me.boot).gone(), "same pid, another process"
     assert Worker.from_json(json.dumps({"host": "h"})) is None and Worker.from_json(None) is None

@@ -30,18 +30,28 @@ WORKER, HEARTBEAT, RETRY_OF = "worker", "heartbeat", "retry_of"
 # Longer than any epoch: a worker on another host is only declared dead after this long silent.
 STALE_AFTER_S = 3600.0
 _SAME_START_S = 1.0
+# A clock step (NTP, a laptop's clock set on waking) moves the boot time as the system reports it;
+# a reboot moves it by at least the reboot.
+_SAME_BOOT_S = 600.0
+
+
+def _since_boot(process: psutil.Process) -> float:
+    """The start time the clock cannot move: psutil's wall-clock start time is the boot time, as
+    the clock now puts it, plus the start's ticks since boot."""
+    return process.create_time() - psutil.boot_time()
 
 
 @dataclass(frozen=True)
 class Worker:
     host: str
     pid: int
-    started: float  # the process's start time: with the pid, names one process for ever
+    started: float  # seconds from boot to the process's start: with the pid and boot, one process
+    boot: float = 0.0
 
     @staticmethod
     @cache
     def this() -> Worker:
-        return Worker(socket.gethostname(), os.getpid(), psutil.Process().create_time())
+        return Worker(socket.gethostname(), os.getpid(), _since_boot(psutil.Process()), psutil.boot_time())
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -57,8 +67,10 @@ class Worker:
 
     def gone(self) -> bool:
         """Only answerable on the worker's own host."""
+        if abs(psutil.boot_time() - self.boot) > _SAME_BOOT_S:
+            return True  # started before this boot
         try:
-            return abs(psutil.Process(self.pid).create_time() - self.started) > _SAME_START_S
+            return abs(_since_boot(psutil.Process(self.pid)) - self.started) > _SAME_START_S
         except psutil.NoSuchProcess:
             return True
 
