@@ -13,7 +13,18 @@ import numpy as np
 from conftest import curves_from
 from optuna.trial import TrialState
 
-from tune.contract import Curves, EpochHook, Objective, Params, Splits, TrainingResult, TrainSettings
+from tune.contract import (
+    Curves,
+    EpochHook,
+    LayerRow,
+    ModelFacts,
+    ModelSource,
+    Objective,
+    Params,
+    Splits,
+    TrainingResult,
+    TrainSettings,
+)
 from tune.engine.diagnosis import Diagnosis
 from tune.engine.objective import TrialEnd
 from tune.errors import TrainingDiverged
@@ -121,3 +132,18 @@ class RecordingTracker:
     def of_trial(self, number: int) -> RecordedRun:
         (run,) = [run for run in self.runs.values() if run.number == number]
         return run
+
+
+SEED_CNN_FACTS = ModelFacts(
+    name="seed_cnn", parameters=122_570, input_shape=(32, 32, 3), outputs=10, logits=False, raw_inputs=False,
+    convs=3, hidden_dense=1, dropouts=0, batch_norms=0, noisy_convs=3,
+    own={"l1_conv": 0.0, "l2_conv": 0.0, "l1_dense": 0.0, "l2_dense": 0.0, "dropout": 0.0, "batch_norm": False},
+    layers=(LayerRow("conv2d", "Conv2D", "l1_conv, l2_conv, weight_noise", ""),
+            LayerRow("dense", "Dense", "l1_dense, l2_dense, dropconnect, weight_noise", ""),
+            LayerRow("predictions", "Dense", "none (output layer)", "")),
+)
+
+
+def describe_scripted(source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> ModelFacts:
+    """What ``tune.training.models.describe`` says of seed 000's CNN, without TensorFlow."""
+    return SEED_CNN_FACTS

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import tiny_space, write_space
 from PIL import Image
-from scripted import ScriptedTrainer
+from scripted import ScriptedTrainer, describe_scripted
 from test_datasets import write_image_folder, write_npz
 from typer.testing import CliRunner
 
@@ -39,7 +39,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.delenv("TUNE_STORAGE", raising=False)
         space = write_space(root / "space.yaml", tiny_space(study={"name": STUDY, "trials": 2}))
-        run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lambda line: None, trainer=ScriptedTrainer())
+        run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lambda line: None, trainer=ScriptedTrainer(), describer=describe_scripted)
         yield root
 
 

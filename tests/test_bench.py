@@ -65,7 +65,7 @@ def _rss_per_trial(train: Any, trials: int) -> list[float]:
     """MiB of resident memory (this process and its children) after each trial."""
     import psutil
 
-    from tune.contract import TrainSettings
+    from tune.contract import ModelSource, TrainSettings
     from tune.data.sources import load_dataset
     from tune.data.splits import split_for_tuning
     from tune.engine.space import BASELINE
@@ -75,7 +75,7 @@ def _rss_per_trial(train: Any, trials: int) -> list[float]:
     rss: list[float] = []
     for trial in range(trials):
         params = {**BASELINE, "l2_dense": 10 ** -(trial % 4 + 2), "dropconnect": 0.25 * (trial % 2), "flip": bool(trial % 3)}
-        train(params, splits, TrainSettings("seed_cnn", 2, seed=trial, clean_train_size=400), lambda e, logs: None)
+        train(params, splits, TrainSettings(ModelSource(), 2, seed=trial, clean_train_size=400), lambda e, logs: None)
         rss.append(sum(p.memory_info().rss for p in [me, *me.children(recursive=True)]) / 2**20)
     return rss
 

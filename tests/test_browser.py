@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, tiny_space, write_space
 from mlflow.tracking import MlflowClient
-from scripted import EPOCHS, ScriptedTrainer
+from scripted import EPOCHS, ScriptedTrainer, describe_scripted
 from test_ui import free_port, wait_for
 
 from tune.commands.run import RunOverrides, run_study
@@ -50,7 +50,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.delenv("TUNE_STORAGE", raising=False)
         optuna_study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lambda line: None,
-                                 trainer=ScriptedTrainer())
+                                 trainer=ScriptedTrainer(), describer=describe_scripted)
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     yield {"root": root, "env": env, "study": optuna_study, "uri": uri, "client": MlflowClient(uri)}
 

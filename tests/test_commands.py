@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, curves_from, tiny_space, write_space
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState, create_trial
-from scripted import EPOCHS, ScriptedTrainer
+from scripted import EPOCHS, ScriptedTrainer, describe_scripted
 
 from tune.commands import run as run_module
 from tune.commands.export import export_best, exported_configs
@@ -78,7 +78,7 @@ def run_scripted(root: Path) -> dict:
     ))
     trainer = ScriptedTrainer(diverges_after=lambda params: 1 if params["dropout"] < 0.01 else None)
     lines: list[str] = []
-    study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer)
+    study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer, describer=describe_scripted)
     return {"space": space, "study": study, "lines": lines, "trainer": trainer,
             "client": MlflowClient(f"sqlite:///{mlflow_database().resolve()}")}
 
@@ -195,7 +195,7 @@ def test_an_accuracy_objective_ranks_exports_and_reports_by_validation_accuracy(
     space = write_space(tmp_path / "space.yaml", raw)
     trainer = ScriptedTrainer(script=accuracy_disagrees_with_loss)
     lines: list[str] = []
-    study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer)
+    study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer, describer=describe_scripted)
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE
     for trial in study.trials:
         assert trial.value == max(accuracy_disagrees_with_loss(trial.params)["val_accuracy"])
@@ -210,7 +210,7 @@ def test_an_accuracy_objective_ranks_exports_and_reports_by_validation_accuracy(
 
     raw["study"]["objective"] = "val_data_loss"
     with pytest.raises(StudyError, match="optimizes val_accuracy, not val_data_loss"):
-        run_study(write_space(space, raw), RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer)
+        run_study(write_space(space, raw), RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer, describer=describe_scripted)
     reopened = optuna.load_study(study_name="by-accuracy", storage=open_storage(None))
     assert len(reopened.trials) == 4 and reopened.user_attrs[SPACE_ATTR]["study"]["objective"] == "val_accuracy"
 
@@ -222,7 +222,7 @@ def test_a_run_whose_every_trial_failed_says_why_and_fails(tmp_path: Path, monke
     lines: list[str] = []
     trainer = ScriptedTrainer(diverges_after=lambda params: 1)
     with pytest.raises(StudyError, match=r"^all 2 trials of this run failed; the last: training diverged in epoch 2/3: loss=nan$"):
-        run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer)
+        run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lines.append, trainer=trainer, describer=describe_scripted)
     assert sum("FAIL" in line and "(training diverged in epoch 2/3" in line for line in lines) == 2
     client = MlflowClient(f"sqlite:///{mlflow_database().resolve()}")
     experiment = client.get_experiment_by_name("doomed")

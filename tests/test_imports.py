@@ -12,7 +12,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "tune"
 KERAS_SIDE = {
     "tune.training.fit", "tune.training.final", "tune.training.models", "tune.training.layers", "tune.training.pipeline",
-    "tune.training.trial_server", "tune.bench.peer_arms", "tune.bench.speed_arms",
+    "tune.training.trial_server", "tune.training.architectures", "tune.training.rewrite",
+    "tune.bench.peer_arms", "tune.bench.speed_arms",
 }
 
 

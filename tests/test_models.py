@@ -7,9 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from tune.contract import MODEL_NAMES
+from tune.contract import BUILTIN, MODEL_NAMES, ModelSource
 from tune.engine.space import BASELINE, DEFAULTS
 from tune.training import models
+from tune.training.architectures import BUILT_INS
 from tune.training.layers import NoisyConv2D, RegularizedDense
 
 ALL_OFF: dict[str, Any] = dict(DEFAULTS)
@@ -34,7 +35,7 @@ KERNEL_LAYERS = (keras.layers.Conv2D, keras.layers.Dense, RegularizedDense)
 
 
 def build(name: str, params: dict[str, Any]) -> keras.Model:
-    return models.build_model(name, params, (32, 32, 3), 10)
+    return models.build_model(ModelSource(BUILTIN, name), params, (32, 32, 3), 10)[0]
 
 
 def _count(model: keras.Model, layer_type: type) -> int:
@@ -73,12 +74,14 @@ def test_seed_cnn_all_off_is_the_reference_architecture() -> None:
     assert [_count(model, t) for t in (keras.layers.Conv2D, keras.layers.Dense)] == [3, 2]
 
 
-@pytest.mark.parametrize(("name", "convs", "dropouts"), [("seed_cnn", 3, 1), ("vgg_bn", 6, 4)])
-def test_switches_add_exactly_their_layers(name: str, convs: int, dropouts: int) -> None:
+@pytest.mark.parametrize(("name", "convs", "dropouts"), [("seed_cnn", 3, (0, 1)), ("vgg_bn", 6, (4, 4))])
+def test_switches_add_exactly_their_layers(name: str, convs: int, dropouts: tuple[int, int]) -> None:
     off, on = build(name, ALL_OFF), build(name, ALL_ON)
     assert _count(off, keras.layers.BatchNormalization) == 0
     assert _count(on, keras.layers.BatchNormalization) == convs + 1
-    assert (_count(off, keras.layers.Dropout), _count(on, keras.layers.Dropout)) == (0, dropouts)
+    assert (_count(off, keras.layers.Dropout), _count(on, keras.layers.Dropout)) == dropouts
+    assert [layer.rate for layer in on.layers if isinstance(layer, keras.layers.Dropout)] == [0.3] * dropouts[1]
+    assert all(layer.rate == 0.0 for layer in off.layers if isinstance(layer, keras.layers.Dropout))
     assert _count(off, RegularizedDense) == _count(off, NoisyConv2D) == 0
     [dropconnect] = [layer for layer in on.layers if isinstance(layer, RegularizedDense)]
     assert (dropconnect.dropconnect, dropconnect.weight_noise) == (0.4, 0.02)
@@ -122,9 +125,9 @@ def test_the_baseline_model_is_seed_000s_with_l2_on_dense64_only() -> None:
     assert [(type(layer).__name__, layer.units) for layer in penalized] == [("Dense", 64)]
     assert penalized[0].kernel_regularizer.get_config() == pytest.approx({"l1": 0.0, "l2": 1e-3})
     assert [type(layer).__name__ for layer in model.layers[1:]] == [
-        "Rescaling", "Conv2D", "ReLU", "MaxPooling2D", "Conv2D", "ReLU", "MaxPooling2D", "Conv2D", "ReLU",
-        "Flatten", "Dense", "ReLU", "Dropout", "Dense",
+        "Rescaling", "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "Flatten", "Dense", "Dropout", "Dense",
     ]
+    assert [layer.activation.__name__ for layer in _kernel_layers(model)] == ["relu"] * 4 + ["softmax"]
     assert model.get_layer(index=-2).rate == 0.5 and model.count_params() == 122_570
 
 
@@ -136,4 +139,4 @@ def test_output_layer_stays_float32_under_mixed_precision(mixed_bfloat16: None) 
 
 
 def test_every_model_name_the_schema_accepts_has_a_body() -> None:
-    assert set(models._BODIES) == set(MODEL_NAMES)
+    assert set(BUILT_INS) == set(MODEL_NAMES)

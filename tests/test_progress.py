@@ -16,7 +16,7 @@ import pytest
 from conftest import tiny_space, tune_cli, write_space
 from optuna.trial import TrialState
 from rich.console import Console
-from scripted import ScriptedTrainer
+from scripted import ScriptedTrainer, describe_scripted
 from typer.testing import CliRunner
 
 from tune.cli import app
@@ -33,6 +33,10 @@ NO_GPU_NOISE = (
     "I0000 00:00:1796154924.228642    8212 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.",
     "E0000 00:00:1796154938.625586    8212 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: "
     "Failed call to cuInit: UNKNOWN ERROR (303)",
+    # an Intel Xeon's (AVX-512, AMX) start-up line, at INFO like the cuda one
+    "I0000 00:00:1796538656.462278   10811 port.cc:153] oneDNN custom operations are on. You may see slightly different "
+    "numerical results due to floating-point round-off errors from different computation orders. To turn them off, "
+    "set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.",
 )
 REAL_LINES = (
     "W0000 00:00:1796154938.625586    8212 cpu_allocator_impl.cc:83] Allocation of 99 exceeds 10% of free system memory.",
@@ -62,7 +66,7 @@ def test_on_a_terminal_the_bar_counts_each_end_and_shows_the_best_and_every_epoc
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=160, color_system=None)
     study = run_study(scripted_space(tmp_path / "space.yaml", "live"), RunOverrides(), storage=None, tracking_uri=None,
-                      trainer=diverging_trainer(), verbosity=Verbosity.VERBOSE, console=console)
+                      trainer=diverging_trainer(), describer=describe_scripted, verbosity=Verbosity.VERBOSE, console=console)
     states = [trial.state for trial in study.trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED]
     text = ANSI.sub("", screen.getvalue()).replace("\r", "\n")
@@ -83,7 +87,7 @@ def test_quiet_prints_the_summary_and_exact_export_command_only(stores: Path, tm
     journal, tracking = tmp_path / "elsewhere" / "journal.log", f"sqlite:///{tmp_path / 'elsewhere.db'}"
     lines: list[str] = []
     study = run_study(scripted_space(tmp_path / "space.yaml", "hushed"), RunOverrides(), storage=f"journal:{journal}",
-                      tracking_uri=tracking, echo=lines.append, trainer=diverging_trainer(), verbosity=Verbosity.QUIET)
+                      tracking_uri=tracking, echo=lines.append, trainer=diverging_trainer(), describer=describe_scripted, verbosity=Verbosity.QUIET)
     assert not [line for line in lines if line.lstrip().startswith(("trial ", "study 'hushed'"))]
     assert lines[0].startswith("study hushed: 3 trials (1 complete, 1 fail, 1 pruned)")
     assert not any("\x1b" in line or "\r" in line for line in lines)

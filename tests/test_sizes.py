@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import tiny_space, tune_cli, write_space
-from scripted import EPOCHS, ScriptedTrainer, regularized_curves
+from scripted import EPOCHS, ScriptedTrainer, describe_scripted, regularized_curves
 
 from tune.commands.run import RunOverrides, run_study
 from tune.commands.sizes import parse_sizes, run_data_sizes
@@ -40,7 +40,7 @@ def test_each_size_is_its_own_study_and_the_band_moves_down_as_data_grows(stores
 
     lines: list[str] = []
     run = lambda path, overrides: run_study(path, overrides, storage=None, tracking_uri=None, echo=lambda line: None,  # noqa: E731
-                                            trainer=more_data_regularizes)
+                                            trainer=more_data_regularizes, describer=describe_scripted)
     files = run_data_sizes(space_file(tmp_path), RunOverrides(), [400, 100], run, lines.append)
     assert sorted(set(seen)) == [100, 400] and len(seen) == 2 * len(DROPOUTS)
     storage = open_storage(default_storage_url())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_space, write_space
 from mlflow.tracking import MlflowClient
-from scripted import ScriptedTrainer
+from scripted import ScriptedTrainer, describe_scripted
 
 from tune.commands.compare import compare_study
 from tune.commands.run import RunOverrides, run_study
@@ -107,7 +107,7 @@ def compared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         patch.setenv("TUNE_STORE_DIR", str(root / "mlruns"))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.delenv("TUNE_STORAGE", raising=False)
-        study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lambda line: None, trainer=ScriptedTrainer())
+        study = run_study(space, RunOverrides(), storage=None, tracking_uri=None, echo=lambda line: None, trainer=ScriptedTrainer(), describer=describe_scripted)
         arms = compare_study("duel", storage=None, tracking_uri=None, seeds=1, epochs=None, data=None, echo=lines.append)
         yield {"study": study, "arms": arms, "lines": lines, "root": root,
                "client": MlflowClient(f"sqlite:///{mlflow_database().resolve()}")}

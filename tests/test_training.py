@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 
 from tune.contract import (
+    BUILTIN,
     DEFAULT_OBJECTIVE,
     METRICS,
     OBJECTIVES,
     OPTIMIZER_NAMES,
     VAL_ACCURACY,
     EpochHook,
+    ModelSource,
     Splits,
     TrainingResult,
     TrainSettings,
@@ -37,7 +39,7 @@ def train(
     params: dict[str, Any], splits: Splits, epochs: int, on_epoch: EpochHook = ignore,
     model_name: str = "seed_cnn", **settings: Any,
 ) -> TrainingResult:
-    return train_model(params, splits, TrainSettings(model_name, epochs, seed=1, **settings), on_epoch)
+    return train_model(params, splits, TrainSettings(ModelSource(BUILTIN, model_name), epochs, seed=1, **settings), on_epoch)
 
 
 def _images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -63,7 +65,7 @@ def regularized(
     model, result = fit_model(
         {**PARAMS, "l2_dense": 1e-2, "dropout": 0.5},
         overfitting_splits,
-        TrainSettings("seed_cnn", epochs=3, seed=1),
+        TrainSettings(ModelSource(), epochs=3, seed=1),
         lambda epoch, logs: calls.append((epoch, logs)),
     )
     return result, calls, model
@@ -114,7 +116,7 @@ def test_an_accuracy_objective_early_stops_and_keeps_weights_on_validation_accur
 ) -> None:
     """``study.objective: val_accuracy``: the epoch kept, the value and the early stop all follow
     validation accuracy (first highest), and the model returned has that epoch's weights."""
-    settings = TrainSettings("seed_cnn", epochs=6, seed=1, objective=OBJECTIVES[VAL_ACCURACY])
+    settings = TrainSettings(ModelSource(), epochs=6, seed=1, objective=OBJECTIVES[VAL_ACCURACY])
     model, result = fit_model({**PARAMS, "early_stopping_patience": 2}, overfitting_splits, settings, ignore)
     accuracy = result.history[VAL_ACCURACY]
     best = int(np.argmax(accuracy))
@@ -239,5 +241,5 @@ def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it(flags: fro
 
 def test_auto_precision_trains_here(overfitting_splits: Splits) -> None:
     expected = fit.resolve_precision("auto")
-    model, _ = fit_model(PARAMS, overfitting_splits, TrainSettings("seed_cnn", 1, seed=1, precision="auto"), ignore)
+    model, _ = fit_model(PARAMS, overfitting_splits, TrainSettings(ModelSource(), 1, seed=1, precision="auto"), ignore)
     assert model.dtype_policy.name == expected

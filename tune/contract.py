@@ -16,7 +16,18 @@ import numpy as np
 
 # Names training accepts, kept here so the search-space schema and the CLI validate them without
 # loading TensorFlow; ``tune.training`` maps each to its implementation.
-MODEL_NAMES: tuple[str, ...] = ("seed_cnn", "vgg_bn")
+SEED_CNN = "seed_cnn"
+MODEL_NAMES: tuple[str, ...] = (SEED_CNN, "vgg_bn")
+# Where a model comes from: one of tune's built-in architectures, a saved ``.keras`` file, or the
+# user's function ``build(input_shape, num_classes) -> keras.Model``.
+BUILTIN, FILE, BUILDER = "builtin", "file", "builder"
+ModelKind = Literal["builtin", "file", "builder"]
+# A trial starts from a fresh initialization, or (``keep``, files only) from the saved weights.
+FRESH_WEIGHTS, KEEP_WEIGHTS = "fresh", "keep"
+# How images reach the model: floats in [0, 1] (``unit``, as seed 000 feeds them) or raw 0-255
+# values (``raw``, for a model that rescales or normalizes them itself); ``auto`` tells by the
+# model's first layer.
+INPUT_SCALES: tuple[str, ...] = ("auto", "unit", "raw")
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "sgd", "rmsprop", "adamw")
 LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 # "auto" is resolved where training runs: bfloat16 where the chip computes it natively.
@@ -125,10 +136,65 @@ class Splits:
 
 
 @dataclass(frozen=True)
+class ModelSource:
+    """The architecture a study tunes, as training rebuilds it in every trial: ``ref`` is a
+    built-in name, a ``.keras`` path or a ``module:function`` / ``path.py:function`` builder;
+    ``sha256`` pins the file (or the builder's source file) a study or an export was made with."""
+
+    kind: ModelKind = BUILTIN
+    ref: str = SEED_CNN
+    weights: str = FRESH_WEIGHTS
+    input_scale: str = "auto"
+    sha256: str | None = None
+
+    @property
+    def is_users(self) -> bool:
+        return self.kind != BUILTIN
+
+    def describe(self) -> str:
+        return self.ref if self.kind == BUILTIN else f"{self.kind} {self.ref}"
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer of a model as tune rewrites it: what it is and which knobs act on it."""
+
+    name: str
+    kind: str
+    knobs: str
+    own: str
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What tune found in a model before any trial: enough to check each knob can act on it, to
+    enqueue the model as given as the baseline, and to show what was tuned. TensorFlow-free, so
+    the study process can hold it."""
+
+    name: str
+    parameters: int
+    input_shape: tuple[int | None, ...]
+    outputs: int
+    logits: bool
+    raw_inputs: bool
+    # How many layers each group has: what the knobs reach.
+    convs: int
+    hidden_dense: int
+    dropouts: int
+    batch_norms: int
+    noisy_convs: int
+    # The model's own value of each ``from_model`` knob, where its layers agree on one.
+    own: Mapping[str, Scalar]
+    layers: tuple[LayerRow, ...]
+    # What the rewrite does that the user should know (a Dropout added, layers a knob skips).
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     """How to train, beyond the searched hyperparameters: the study fixes these for every trial."""
 
-    model_name: str
+    model: ModelSource
     epochs: int
     seed: int
     precision: str = AUTO_PRECISION
@@ -191,3 +257,10 @@ class Trainer(Protocol):
     def __call__(
         self, params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook
     ) -> TrainingResult: ...
+
+
+class Describer(Protocol):
+    """Tells what a model source holds (``tune.training.isolated.describe_isolated`` in the trial
+    process; tests script their own), raising ``ModelError`` for one tune cannot use."""
+
+    def __call__(self, source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> ModelFacts: ...

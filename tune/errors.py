@@ -41,3 +41,7 @@ class TrialProcessDied(TuneError):
 
 class TrainingDiverged(TuneError):
     """Training produced a non-finite loss; the trial is failed, the study goes on."""
+
+
+class ModelError(TuneError):
+    """A model source cannot be loaded, built or rewritten, or a knob cannot act on the model."""

@@ -58,8 +58,8 @@ class _Task:
     def model(self, params: Params) -> keras.Model:
         """The policy is set before every build: ``keras.backend.clear_session()`` between trials resets it."""
         keras.mixed_precision.set_global_policy(resolve_precision(self.space.training.precision))
-        model = build_model(self.space.model.name, params, self.splits.x_train.shape[1:], len(self.splits.class_names))
-        compile_model(model, params)
+        model, facts = build_model(self.space.model.source(), params, self.splits.x_train.shape[1:], len(self.splits.class_names))
+        compile_model(model, params, logits=facts.logits)
         return model
 
     def fit(

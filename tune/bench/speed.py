@@ -24,14 +24,14 @@ import typer
 
 from tune.bench.output import OutOption, bench_app, results_folder, write_results
 from tune.cli import quiet_libraries, user_errors
-from tune.contract import MIXED_BFLOAT16, Params, Splits, TrainSettings
+from tune.contract import MIXED_BFLOAT16, ModelSource, Params, Splits, TrainSettings
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine.space import BASELINE
 from tune.training.isolated import train_isolated
 
 TABLE_FILE = "speed.md"
-MODEL = "seed_cnn"
+MODEL = ModelSource()
 # Seed 002's ImageDataGenerator ranges: what every augmented arm applies.
 SEED_AUGMENTATION: Params = {"flip": True, "rotation": 10.0, "width_shift": 0.1, "height_shift": 0.1}
 

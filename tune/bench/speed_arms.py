@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras import layers
 
 from tune.bench.speed import SEED_AUGMENTATION
-from tune.contract import Params, Splits
+from tune.contract import ModelSource, Params, Splits
 from tune.training.models import build_model
 
 SEED_BATCH_SIZE = 32
@@ -93,11 +93,11 @@ def matmul_peak(repeats: int = 10, rounds: int = 3) -> dict[str, float]:
     return peaks
 
 
-def forward_flops(model_name: str, params: Params, input_shape: tuple[int, ...], num_classes: int) -> int:
+def forward_flops(model: ModelSource, params: Params, input_shape: tuple[int, ...], num_classes: int) -> int:
     """Multiply-adds of one image's forward pass through the convolutions and dense layers,
     counted twice (a multiply and an add); everything else is small beside them. A training step
     costs about three forward passes (forward, and the gradients of inputs and of weights)."""
-    model = build_model(model_name, params, input_shape, num_classes)
+    model, _ = build_model(model, params, input_shape, num_classes)
     flops = 0
     for layer in model.layers:
         if isinstance(layer, layers.Conv2D):

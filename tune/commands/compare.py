@@ -1,5 +1,6 @@
-"""``tune compare``: seed 000's own model and the study's best config, retrained and tested the same
-way on the same data and seeds, side by side: the headline a user shows their team."""
+"""``tune compare``: the study's best config against what the user had (seed 000's own model and
+recipe for a built-in, the user's model as given for theirs), retrained and tested the same way
+on the same data and seeds, side by side: the headline a user shows their team."""
 
 from __future__ import annotations
 
@@ -7,24 +8,37 @@ import statistics
 
 from tune.commands.export import exported_configs, study_name_of
 from tune.commands.run import Echo
-from tune.commands.train import Plan, Retrain, held_out, retrain_seeds
-from tune.contract import TEST_ACCURACY, TEST_LOSS
+from tune.commands.train import Plan, Retrain, checked_model, held_out, retrain_seeds
+from tune.contract import SEED_CNN, TEST_ACCURACY, TEST_LOSS, Scalar
 from tune.engine.diagnosis import FINAL_GAP_LOSS
-from tune.engine.space import BASELINE, SearchSpace
+from tune.engine.space import BASELINE, DEFAULTS, FROM_MODEL, SearchSpace
 from tune.engine.study import load_existing_study
 from tune.paths import report_dir
 from tune.report.comparison import ArmSummary, comparison_figure, comparison_markdown
 from tune.report.curves import save_figure
 from tune.tracking.tracker import Tracker
 
-BASELINE_LABEL, BEST_LABEL = "seed 000 baseline", "best config"
+BASELINE_LABEL, AS_GIVEN_LABEL, BEST_LABEL = "seed 000 baseline", "model as given", "best config"
 
 
 def seed_baseline(best: SearchSpace) -> SearchSpace:
     """Seed 000's model and recipe (its CNN, L2 1e-3 on Dense64, dropout 0.5, Adam, batch 32) on
     the best config's data, epochs and precision, so only what tuning chose differs."""
     fixed = best.with_fixed(dict(BASELINE), study_name=f"{best.origin.study}-baseline", origin=None)
-    return fixed.with_overrides(model={"name": "seed_cnn"})
+    return fixed.with_overrides(model={"name": SEED_CNN})
+
+
+def model_as_given(best: SearchSpace) -> SearchSpace:
+    """The user's model with the penalties, dropout rates and batch norm it carries (every layer
+    its own), nothing tune adds, training at the defaults: the baseline trial's config, on the
+    best config's data, epochs and precision."""
+    values: dict[str, Scalar | None] = {name: None for name in FROM_MODEL}
+    values.update({name: value for name, value in DEFAULTS.items() if name not in FROM_MODEL})
+    return best.with_fixed(values, study_name=f"{best.origin.study}-as-given", origin=None)
+
+
+def reference(best: SearchSpace) -> tuple[str, SearchSpace]:
+    return (AS_GIVEN_LABEL, model_as_given(best)) if best.model.source().is_users else (BASELINE_LABEL, seed_baseline(best))
 
 
 def compare_study(
@@ -35,10 +49,12 @@ def compare_study(
     (best,) = exported_configs(load_existing_study(name, storage), 1)
     best = best.with_overrides(data={"source": data}, training={"epochs": epochs})
     held = held_out(best, echo)
+    best, _ = checked_model(best, held.splits, f"study {name!r}", f"study {name!r} began")
+    label, baseline = reference(best)
     tracker = Tracker(name, tracking_uri)
     settings = {"seeds": seeds, "epochs": best.training.epochs, "data.source": best.data.source}
     run_id = tracker.start_comparison(tracker.latest_parent(), settings)
-    plans = {BASELINE_LABEL: Plan(seed_baseline(best), f"{name}-baseline", run_id), BEST_LABEL: Plan(best, name, run_id)}
+    plans = {label: Plan(baseline, f"{name}-baseline", run_id), BEST_LABEL: Plan(best, name, run_id)}
     arms = [_summary(label, retrain_seeds(plan, held, seeds, tracker, echo)) for label, plan in plans.items()]
     table = comparison_markdown(arms)
     echo(table)

@@ -15,11 +15,13 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from tune.contract import Splits, Trainer
+from tune.contract import Describer, ModelFacts, Splits, Trainer
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine import trial_record
+from tune.engine.knobs import check_knobs, reference_values, rewrite_notes
 from tune.engine.liveness import recover_dead_trials
+from tune.engine.model_source import layer_table, pin
 from tune.engine.objective import INTERRUPTED, TrialContext, make_objective
 from tune.engine.space import SearchSpace, dump_space, load_space
 from tune.engine.storage import default_storage_url, redact
@@ -30,8 +32,8 @@ from tune.progress import Echo, RunProgress, Verbosity
 from tune.report.publish import publish_report
 from tune.report.text import render_text
 from tune.tracking.provenance import provenance_tags
-from tune.tracking.tracker import Tracker
-from tune.training.isolated import close_trial_process, start_fork_server, train_isolated
+from tune.tracking.tracker import MODEL_LAYERS_FILE, MODEL_PARAMETERS, MODEL_SHA256_TAG, MODEL_SOURCE_TAG, Tracker
+from tune.training.isolated import close_trial_process, describe_isolated, start_fork_server, train_isolated
 
 
 @dataclass(frozen=True)
@@ -101,16 +103,32 @@ def _check_not_all_failed(finished: list[optuna.trial.FrozenTrial]) -> None:
         raise StudyError(f"all {len(finished)} trials of this run failed; the last: {last}")
 
 
-def _start_parent(tracker: Tracker, space: SearchSpace, name: str, path: Path, storage: str | None) -> str:
-    """This worker's parent run, with everything needed to reproduce it."""
+def _start_parent(
+    tracker: Tracker, space: SearchSpace, name: str, path: Path, storage: str | None, facts: ModelFacts
+) -> str:
+    """This worker's parent run, with everything needed to reproduce it and the model it tunes."""
+    source = space.model.source()
     parent = tracker.start_parent(
         f"{name}@{socket.gethostname()}:{os.getpid()}",
-        params=space.to_dict(),
-        tags={**provenance_tags(), "tune.storage": redact(storage or default_storage_url()), "tune.space_file": str(path)},
+        params={**space.to_dict(), MODEL_PARAMETERS: facts.parameters},
+        tags={**provenance_tags(), "tune.storage": redact(storage or default_storage_url()), "tune.space_file": str(path),
+              MODEL_SOURCE_TAG: source.describe(), MODEL_SHA256_TAG: source.sha256 or "built-in"},
     )
     tracker.log_file(parent, path, "space")
     tracker.log_text(parent, dump_space(space), "search_space.yaml")
+    tracker.log_text(parent, layer_table(facts), MODEL_LAYERS_FILE)
     return parent
+
+
+def prepare_model(
+    space: SearchSpace, splits: Splits, path: Path, describer: Describer, pinned_by: str
+) -> tuple[SearchSpace, ModelFacts]:
+    """The space with its model pinned by hash, and what the model holds, once every knob has been
+    checked against it: before any store is opened."""
+    space = pin(space, pinned_by)
+    facts = describer(space.model.source(), tuple(splits.x_train.shape[1:]), len(splits.class_names))
+    check_knobs(space, facts, path)
+    return space, facts
 
 
 def _next_steps(name: str, storage: str | None, tracking_uri: str | None, tracker: Tracker) -> list[str]:
@@ -124,7 +142,7 @@ def _next_steps(name: str, storage: str | None, tracking_uri: str | None, tracke
 def run_study(
     path: Path, overrides: RunOverrides, *, storage: str | None, tracking_uri: str | None,
     echo: Echo = print, trainer: Trainer = train_isolated, verbosity: Verbosity = Verbosity.NORMAL,
-    console: Console | None = None,
+    console: Console | None = None, describer: Describer = describe_isolated,
 ) -> optuna.Study:
     """Validate, load data, open the study and its parent run, run the trials, report. Lines go to
     ``echo``, or above a live progress bar on ``console``, a terminal."""
@@ -134,12 +152,15 @@ def run_study(
     if trainer is train_isolated:
         start_fork_server()
     splits = load_splits(space)
+    space, facts = prepare_model(space, splits, path, describer, f"study {name!r} began")
     progress.line(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, "
-                  f"model {space.model.name}")
-    study = open_study(space, name, storage, str(path))
+                  f"model {space.model.source().describe()} ({facts.parameters:,} parameters)")
+    for note in rewrite_notes(space, facts):
+        progress.line(f"note: {note}")
+    study = open_study(space, name, storage, str(path), reference_values(space, facts))
     tracker = Tracker(name, tracking_uri)
     _recover(study, tracker, progress)
-    parent = _start_parent(tracker, space, name, path, storage)
+    parent = _start_parent(tracker, space, name, path, storage, facts)
     ctx = TrialContext(space, splits, name, parent, space.study.sampler.seed or 0)
     objective = progress.watch(make_objective(ctx, tracker, progress.watch_epochs(trainer)))
     status, finished = "FAILED", []

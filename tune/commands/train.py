@@ -14,13 +14,14 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from tune.commands.run import Echo
+from tune.commands.run import Echo, prepare_model
 from tune.contract import (
     BEST_EPOCH,
     TEST_ACCURACY,
     TEST_LOSS,
     Curves,
     EpochHook,
+    ModelFacts,
     Splits,
     TestedResult,
     TestSplit,
@@ -95,16 +96,26 @@ def held_out(space: SearchSpace, echo: Echo) -> HeldOut:
     return HeldOut(splits, TestSplit(dataset.x_test, dataset.y_test))
 
 
+def checked_model(space: SearchSpace, splits: Splits, path: Path | str, pinned_by: str) -> tuple[SearchSpace, ModelFacts]:
+    """The config's model, unchanged since ``pinned_by`` and able to take every knob, before any run
+    is written. In this process: a retrain loads TensorFlow here anyway."""
+    from tune.training.models import describe  # here, so importing this module stays TensorFlow-free
+
+    return prepare_model(space, splits, Path(path), describe, pinned_by)
+
+
 def train_config(
     path: Path, *, data: str | None, seeds: int, epochs: int | None, full: bool, tracking_uri: str | None,
     echo: Echo = print,
 ) -> list[Retrain]:
     """Retrain ``seeds`` times on the whole training set, test each once, log and register each."""
     space = fixed_config(path, data, epochs)
+    data_held_out = held_out(space, echo)
+    space, _ = checked_model(space, data_held_out.splits, path, f"{path} was exported")
     name = model_name(space, path)
     tracker = Tracker(name, tracking_uri)
     plan = Plan(space, name, tracker.latest_parent(), full)
-    retrains = retrain_seeds(plan, held_out(space, echo), seeds, tracker, echo)
+    retrains = retrain_seeds(plan, data_held_out, seeds, tracker, echo)
     echo(summary_line(retrains))
     return retrains
 
@@ -117,7 +128,7 @@ def retrain_seeds(plan: Plan, data: HeldOut, seeds: int, tracker: Tracker, echo:
 def _retrain(plan: Plan, data: HeldOut, seed: int, tracker: Tracker, echo: Echo) -> Retrain:
     space, params = plan.space, plan.space.params()
     source = {SOURCE_TRIAL_TAG: str(space.origin.trial)} if space.origin else {}
-    settings = {"model": space.model.name, "epochs": space.training.epochs, "data.source": space.data.source,
+    settings = {"model": space.model.source().describe(), "epochs": space.training.epochs, "data.source": space.data.source,
                 "full": plan.full}
     run_id = tracker.start_retrain(plan.parent_id, f"{space.study.name}-seed{seed}", {**params, **settings},
                                    {SEED_TAG: str(seed), **source})

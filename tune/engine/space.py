@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,13 @@ from pydantic import (
 
 from tune.contract import (
     AUTO_PRECISION,
+    BUILDER,
+    BUILTIN,
+    FILE,
+    FRESH_WEIGHTS,
+    INPUT_SCALES,
+    KEEP_WEIGHTS,
+    SEED_CNN,
     DEFAULT_OBJECTIVE,
     LR_SCHEDULES,
     MODEL_NAMES,
@@ -40,6 +48,7 @@ from tune.contract import (
     PRECISIONS,
     Direction,
     Objective,
+    ModelSource,
     Scalar,
     TrainSettings,
 )
@@ -69,6 +78,8 @@ class Domain:
     # +1 where more of it is stronger regularization, -1 where less is, 0 where it is no
     # regularization strength (optimizer, batch norm); how the report tells which way to move it.
     regularizes: int = 0
+    # Left unset, the model keeps its own value (``FROM_MODEL``).
+    from_model: bool = False
 
     def strength(self, value: Scalar) -> float:
         """How strongly ``value`` regularizes, larger being stronger, so every knob reads the same
@@ -97,15 +108,16 @@ class Domain:
 
 
 REGULARIZATION_DOMAINS: dict[str, Domain] = {
-    "l1_conv": Domain(float, 0.0, "L1 lambda on the conv kernels (not biases or BN)", low=0, regularizes=1),
-    "l1_dense": Domain(float, 0.0, "L1 lambda on the hidden dense kernels (not the softmax output)", low=0, regularizes=1),
-    "l2_conv": Domain(float, 0.0, "L2 lambda on the conv kernels (not biases or BN)", low=0, regularizes=1),
-    "l2_dense": Domain(float, 0.0, "L2 lambda on the hidden dense kernels (not the softmax output)", low=0, regularizes=1),
-    "dropout": Domain(float, 0.0, "dropout rate of the dense head (and of each conv block in vgg_bn)", low=0, high=1, high_open=True, regularizes=1),
+    "l1_conv": Domain(float, 0.0, "L1 lambda on every convolution kernel (not biases or BN)", low=0, regularizes=1, from_model=True),
+    "l1_dense": Domain(float, 0.0, "L1 lambda on every hidden Dense kernel (not the output layer)", low=0, regularizes=1, from_model=True),
+    "l2_conv": Domain(float, 0.0, "L2 lambda on every convolution kernel (not biases or BN)", low=0, regularizes=1, from_model=True),
+    "l2_dense": Domain(float, 0.0, "L2 lambda on every hidden Dense kernel (not the output layer)", low=0, regularizes=1, from_model=True),
+    "dropout": Domain(float, 0.0, "rate of the model's Dropout layers (one is added before the output layer if it has none)", low=0, high=1, high_open=True, regularizes=1, from_model=True),
     "dropconnect": Domain(float, 0.0, "DropConnect rate: fraction of hidden dense WEIGHTS dropped per step", low=0, high=1, high_open=True, regularizes=1),
     "input_noise": Domain(float, 0.0, "stddev of Gaussian noise added to inputs scaled to [0, 1]", low=0, regularizes=1),
     "weight_noise": Domain(float, 0.0, "stddev of Gaussian noise added to every conv and hidden dense kernel at each training step", low=0, regularizes=1),
-    "batch_norm": Domain(bool, False, "batch normalization after every conv and hidden dense layer"),
+    "batch_norm": Domain(bool, False, "batch normalization after every conv and hidden dense layer, for a model that has none", from_model=True),
+    "batch_norm_momentum": Domain(float, 0.99, "momentum of the moving mean and variance of every BatchNormalization layer", low=0, high=1, high_open=True, from_model=True),
     "flip": Domain(bool, False, "random horizontal flips", regularizes=1),
     "rotation": Domain(float, 0.0, "random rotation range in degrees", low=0, high=180, regularizes=1),
     "width_shift": Domain(float, 0.0, "random horizontal shift, fraction of the width", low=0, high=1, high_open=True, regularizes=1),
@@ -113,6 +125,9 @@ REGULARIZATION_DOMAINS: dict[str, Domain] = {
     "zoom": Domain(float, 0.0, "random zoom range, fraction (0.1 = zoom between 0.9x and 1.1x)", low=0, high=1, high_open=True, regularizes=1),
     "early_stopping_patience": Domain(int, 0, "epochs without an objective improvement before stopping; 0 = off", low=0, high=MAX_EPOCHS, regularizes=-1),
 }
+# The knobs a model carries itself (penalties, dropout rates, batch norm): left out of a file, they
+# stay as the model has them; a tune built-in has none of them, so for it that means off.
+FROM_MODEL: tuple[str, ...] = tuple(name for name, domain in REGULARIZATION_DOMAINS.items() if domain.from_model)
 TRAINING_DOMAINS: dict[str, Domain] = {
     "learning_rate": Domain(float, 1e-3, "optimizer learning rate", low=1e-12),
     "batch_size": Domain(int, 64, "images per training step", low=1, high=MAX_BATCH_SIZE),
@@ -215,7 +230,12 @@ class _ParamSection(_Strict):
 
 
 def _param_fields(domains: dict[str, Domain]) -> dict[str, Any]:
-    return {name: (ParamSpec, Field(default=d.default, description=d.help)) for name, d in domains.items()}
+    """A ``from_model`` knob left out is None: the model's own value, never overwritten."""
+    return {
+        name: (ParamSpec | None, Field(default=None, description=d.help)) if d.from_model
+        else (ParamSpec, Field(default=d.default, description=d.help))
+        for name, d in domains.items()
+    }
 
 
 class SamplerSettings(_Strict):
@@ -295,14 +315,45 @@ class DataSettings(_Strict):
         return value
 
 
-class ModelSettings(_Strict):
-    name: str = "seed_cnn"
+_SOURCES = ("name", "file", "builder")
 
-    @field_validator("name")
+
+class ModelSettings(_Strict):
+    """One of: ``name`` (a built-in), ``file`` (a saved ``.keras`` model) or ``builder``
+    (``module:function`` or ``path.py:function``, returning a plain uncompiled model)."""
+
+    name: str | None = None
+    file: str | None = Field(None, min_length=1)
+    builder: str | None = Field(None, min_length=1)
+    weights: Literal["fresh", "keep"] = FRESH_WEIGHTS
+    input_scale: Literal[INPUT_SCALES] = "auto"  # type: ignore[valid-type]
+    # The file's (or the builder's source file's) hash when the study began; an export carries it so
+    # a retrain refuses a model that changed since.
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="before")
     @classmethod
-    def _known(cls, value: str) -> str:
-        _raise(value not in MODEL_NAMES and f"unknown model {value!r}; known: {list(MODEL_NAMES)}")
-        return value
+    def _built_in_by_default(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and all(raw.get(key) is None for key in _SOURCES):
+            return {**raw, "name": SEED_CNN}
+        return raw
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSettings:
+        given = [key for key in _SOURCES if getattr(self, key) is not None]
+        _raise(len(given) > 1 and f"give one of name, file or builder, got {' and '.join(given)}")
+        _raise(self.name is not None and self.name not in MODEL_NAMES
+               and f"unknown model {self.name!r}; known: {list(MODEL_NAMES)}, or give a file or a builder")
+        _raise(self.builder is not None and ":" not in self.builder
+               and f"builder {self.builder!r} needs the form 'module:function' or 'path/to/file.py:function'")
+        _raise(self.weights == KEEP_WEIGHTS and self.file is None
+               and "weights: keep needs a file: only a saved model has weights to keep")
+        return self
+
+    def source(self) -> ModelSource:
+        kind, ref = next((kind, getattr(self, key)) for key, kind in zip(_SOURCES, (BUILTIN, FILE, BUILDER))
+                         if getattr(self, key) is not None)
+        return ModelSource(kind, ref, self.weights, self.input_scale, self.sha256)
 
 
 RegularizationSettings = create_model(
@@ -348,9 +399,11 @@ class SearchSpace(_Strict):
         return self
 
     def params(self) -> dict[str, ParamSpec]:
-        """Every hyperparameter by name, fixed or searched, across both sections."""
+        """Every hyperparameter by name, fixed or searched, across both sections; a ``FROM_MODEL``
+        knob left unset is absent: the model keeps its own."""
         training = self.training
-        return {**dict(self.regularization), **{name: getattr(training, name) for name in TRAINING_DOMAINS}}
+        regularization = {name: value for name, value in dict(self.regularization).items() if value is not None}
+        return {**regularization, **{name: getattr(training, name) for name in TRAINING_DOMAINS}}
 
     def searched(self) -> dict[str, SearchSpec]:
         return {n: p for n, p in self.params().items() if isinstance(p, BaseModel)}
@@ -358,7 +411,7 @@ class SearchSpace(_Strict):
     def train_settings(self, seed: int) -> TrainSettings:
         """What every trial of this study trains with, whatever the sampler picks."""
         return TrainSettings(
-            model_name=self.model.name, epochs=self.training.epochs, seed=seed,
+            model=self.model.source(), epochs=self.training.epochs, seed=seed,
             precision=self.training.precision, clean_train_size=self.data.clean_train_size,
             objective=self.objective,
         )
@@ -380,12 +433,17 @@ class SearchSpace(_Strict):
         except ValidationError as exc:
             raise SpaceError(_format_errors("command-line option", exc)) from None
 
-    def with_fixed(self, values: dict[str, Scalar], *, study_name: str, origin: Origin | None) -> SearchSpace:
-        """The same study with ``values`` fixed and the study's ``origin``: what ``tune export``
-        writes. A config made up rather than taken from a trial (the seed baseline) has none."""
+    def with_fixed(self, values: Mapping[str, Scalar | None], *, study_name: str, origin: Origin | None) -> SearchSpace:
+        """The same study with ``values`` fixed (None unsets a ``FROM_MODEL`` knob: the model's own)
+        and the study's ``origin``: what ``tune export`` writes. A config made up rather than taken
+        from a trial (a baseline) has none."""
         raw = self.to_dict()
         for name, value in values.items():
-            raw["training" if name in TRAINING_DOMAINS else "regularization"][name] = value
+            section = raw["training" if name in TRAINING_DOMAINS else "regularization"]
+            if value is None:
+                section.pop(name, None)
+            else:
+                section[name] = value
         raw["study"].update(name=study_name, trials=1, baseline=False, enqueue=[])
         raw["origin"] = origin and origin.model_dump()
         return SearchSpace.model_validate(raw)

@@ -5,6 +5,7 @@ loaded read-only by every other command."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import optuna
@@ -74,15 +75,16 @@ def _contains(dist: SearchSpec, value: Any) -> bool:
     return dist.low <= value <= dist.high
 
 
-def baseline_params(space: SearchSpace) -> dict[str, Scalar]:
-    """Seed 000's configuration restricted to what the space searches and can represent; a value
-    outside a searched range is left to the sampler rather than forced outside the space."""
+def baseline_params(space: SearchSpace, reference: Mapping[str, Scalar] = BASELINE) -> dict[str, Scalar]:
+    """The reference configuration (seed 000's, or the user's model as given) restricted to what
+    the space searches and can represent; a value outside a searched range, or one the model's
+    layers do not agree on, is left to the sampler rather than forced outside the space."""
     params: dict[str, Scalar] = {}
     for name, dist in space.searched().items():
-        if name in BASELINE and _contains(dist, BASELINE[name]):
-            params[name] = BASELINE[name]
-        elif name in BASELINE:
-            log.warning("baseline %s=%r is outside the searched range; the sampler picks it", name, BASELINE[name])
+        if name in reference and _contains(dist, reference[name]):
+            params[name] = reference[name]
+        else:
+            log.warning("baseline %s=%r is not in the searched range; the sampler picks it", name, reference.get(name))
     return params
 
 
@@ -110,8 +112,11 @@ def warm_start_params(space: SearchSpace) -> dict[str, Scalar]:
     return {name: value for name, value in nearest.items() if value is not None}
 
 
-def open_study(space: SearchSpace, name: str, storage_url: str | None, source: str) -> optuna.Study:
-    """Create the study or resume it; running the same command again continues where it stopped."""
+def open_study(
+    space: SearchSpace, name: str, storage_url: str | None, source: str, reference: Mapping[str, Scalar] = BASELINE
+) -> optuna.Study:
+    """Create the study or resume it; running the same command again continues where it stopped.
+    ``reference`` is what the baseline trial trains (``tune.engine.knobs.reference_values``)."""
     study = optuna.create_study(
         storage=open_storage(storage_url),
         study_name=name,
@@ -129,19 +134,26 @@ def open_study(space: SearchSpace, name: str, storage_url: str | None, source: s
             f"study {name!r} optimizes {study_objective(study).metric}, not {space.objective.metric}; "
             "name a new study (study.name or --study) to optimize another objective"
         )
+    pinned = (stored or {}).get("model", {}).get("sha256")
+    if pinned and space.model.sha256 and pinned != space.model.sha256:
+        raise StudyError(
+            f"study {name!r} tunes model {space.model.source().describe()} as it was when the study began "
+            f"(sha256 {pinned[:12]}...), and it has changed since (now {space.model.sha256[:12]}...); "
+            "restore it, or name a new study (study.name or --study) for the changed model"
+        )
     if stored is not None and stored != space.to_dict():
         log.warning("study %r was created from a different search space; the stored copy is updated", name)
     study.set_user_attr(SPACE_ATTR, space.to_dict())
     study.set_user_attr(SOURCE_ATTR, source)
     with queue_lock(storage_url):
-        _enqueue_first_trials(study, space)
+        _enqueue_first_trials(study, space, reference)
     return study
 
 
-def _enqueue_first_trials(study: optuna.Study, space: SearchSpace) -> None:
+def _enqueue_first_trials(study: optuna.Study, space: SearchSpace, reference: Mapping[str, Scalar]) -> None:
     """Each once per study, however many workers open it."""
     if space.study.baseline and space.searched():
-        study.enqueue_trial(baseline_params(space), user_attrs={trial_record.BASELINE: True}, skip_if_exists=True)
+        study.enqueue_trial(baseline_params(space, reference), user_attrs={trial_record.BASELINE: True}, skip_if_exists=True)
     if space.study.warm_start and space.searched():
         study.enqueue_trial(warm_start_params(space), user_attrs={trial_record.WARM_START: True}, skip_if_exists=True)
     for params in space.study.enqueue:

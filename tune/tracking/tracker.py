@@ -59,6 +59,9 @@ _MAX_TAG_LENGTH = 5000  # MLflow's limit is 8000 on current servers; a traceback
 LEARNING_CURVE_FILE = "learning_curve.png"
 SOURCE_TRIAL_TAG = "tune.source_trial"
 SEED_TAG = "tune.seed"
+# The model a parent run tunes: where it came from, its hash, its size and its layer table.
+MODEL_SOURCE_TAG, MODEL_SHA256_TAG = "tune.model.source", "tune.model.sha256"
+MODEL_PARAMETERS, MODEL_LAYERS_FILE = "model.parameters", "model_layers.md"
 MODEL_FOLDER = "model"
 
 

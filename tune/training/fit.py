@@ -53,8 +53,8 @@ def fit_model(
     for callers that keep or save it."""
     keras.utils.set_random_seed(settings.seed)
     with _dtype_policy(settings.precision):
-        model = build_model(settings.model_name, params, splits.x_train.shape[1:], len(splits.class_names))
-    compile_model(model, params)
+        model, facts = build_model(settings.model, params, splits.x_train.shape[1:], len(splits.class_names))
+    compile_model(model, params, logits=facts.logits)
     clean_train = eval_dataset(*clean_subset(splits, settings.clean_train_size, settings.seed))
     started = time.perf_counter()
     history = model.fit(
@@ -110,16 +110,17 @@ def _dtype_policy(precision: str) -> Iterator[None]:
         keras.mixed_precision.set_global_policy(previous)
 
 
-def compile_model(model: keras.Model, params: Params) -> None:
+def compile_model(model: keras.Model, params: Params, *, logits: bool = False) -> None:
     """``loss`` includes the L1/L2 penalty; ``data_loss`` does not, so trials with different
-    penalties can be compared (and pruned) on the same scale. Public so the tuners that
+    penalties can be compared (and pruned) on the same scale; a model ending in logits gets both
+    from logits (accuracy is the same argmax either way). Public so the tuners that
     ``tune.bench.peers`` races train exactly the model ``tune`` trains."""
     model.compile(
         optimizer=_OPTIMIZERS[str(params["optimizer"])](float(params["learning_rate"])),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name=ACCURACY),
-            keras.metrics.SparseCategoricalCrossentropy(name=DATA_LOSS),
+            keras.metrics.SparseCategoricalCrossentropy(name=DATA_LOSS, from_logits=logits),
         ],
         jit_compile=False,
     )

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from tune.contract import EpochHook, Params, Splits, TrainingResult, TrainSettings
+from tune.contract import EpochHook, ModelFacts, ModelSource, Params, Splits, TrainingResult, TrainSettings
 from tune.errors import TrialProcessDied, TuneError
 
 # Where ``train_model`` lives, which the fork server imports before forking, through the server's
@@ -39,7 +39,7 @@ FIT_MODULE = "tune.training.fit"
 SERVER_MODULE = "tune.training.trial_server"
 # About 110 MiB of growth at most (see above), for a restart every ten trials.
 TRIALS_PER_PROCESS = 10
-_DATA, _TRIAL, _GO, _STOP = "data", "trial", "go", "stop"
+_DATA, _TRIAL, _DESCRIBE, _GO, _STOP = "data", "trial", "describe", "go", "stop"
 # How long a trial process may take to unwind after a stop or to exit when retired.
 _UNWIND_S = 30.0
 
@@ -60,6 +60,7 @@ def _serve(conn: Connection) -> None:
     parent closes the pipe. An error that is not ours leaves the process in an unknown state, so
     it reports it and exits."""
     from tune.training.fit import train_model
+    from tune.training.models import describe
 
     splits: Splits | None = None
     while True:
@@ -71,6 +72,9 @@ def _serve(conn: Connection) -> None:
             (splits,) = job
             continue
         try:
+            if kind == _DESCRIBE:
+                conn.send(("done", describe(*job)))
+                continue
             conn.send(("done", train_model(job[0], splits, job[1], functools.partial(_report_epoch, conn))))
         except _Stopped:
             conn.send(("stopped", None))
@@ -168,6 +172,19 @@ def close_trial_process(*, kill: bool = False) -> None:
 
 
 atexit.register(close_trial_process)
+
+
+def describe_isolated(source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> ModelFacts:
+    """``tune.training.models.describe`` in the trial process, which goes on to train the study's
+    trials: the study process learns what the model holds without loading TensorFlow."""
+    worker = _trial_process()
+    worker.send((_DESCRIBE, source, tuple(input_shape), num_classes))
+    kind, payload = worker.receive()
+    if kind == "error":
+        if not isinstance(payload, TuneError):
+            close_trial_process(kill=True)
+        raise payload
+    return payload
 
 
 def train_isolated(params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:

@@ -19,8 +19,9 @@ def _noisy(kernel: Any, stddev: float, dtype: str, seed: keras.random.SeedGenera
 
 
 @keras.saving.register_keras_serializable(package="tune")
-class RegularizedDense(keras.layers.Layer):
-    """Dense layer with DropConnect and Gaussian weight noise, each off at 0.
+class RegularizedDense(keras.layers.Dense):
+    """Dense layer with DropConnect and Gaussian weight noise, each off at 0: a ``Dense`` with the
+    same config, weights and name otherwise, so it can stand in for any model's hidden Dense.
 
     DropConnect: in training, each kernel weight is dropped with probability ``dropconnect``.
     Unlike Dropout, which zeroes activations, it zeroes connections. One mask is drawn per batch and
@@ -31,82 +32,41 @@ class RegularizedDense(keras.layers.Layer):
     """
 
     def __init__(
-        self,
-        units: int,
-        dropconnect: float = 0.0,
-        weight_noise: float = 0.0,
-        activation: Any = None,
-        use_bias: bool = True,
-        kernel_initializer: Any = "glorot_uniform",
-        bias_initializer: Any = "zeros",
-        kernel_regularizer: Any = None,
-        seed: int | None = None,
-        **kwargs: Any,
+        self, units: int, dropconnect: float = 0.0, weight_noise: float = 0.0, seed: int | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(units, **kwargs)
         if not 0.0 <= dropconnect < 1.0:
             raise ValueError(f"RegularizedDense dropconnect must be in [0, 1), got {dropconnect}")
-        self.units = units
         self.dropconnect = dropconnect
         self.weight_noise = weight_noise
-        self.activation = keras.activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def build(self, input_shape: tuple[int | None, ...]) -> None:
-        self.kernel = self.add_weight(
-            name="kernel",
-            shape=(input_shape[-1], self.units),
-            initializer=self.kernel_initializer,
-            regularizer=self.kernel_regularizer,
-        )
-        self.bias = (
-            self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer)
-            if self.use_bias
-            else None
-        )
-
     def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if not training or (self.weight_noise <= 0.0 and self.dropconnect <= 0.0):
+            return super().call(inputs)
         kernel = self.kernel
-        if training and self.weight_noise > 0.0:
+        if self.weight_noise > 0.0:
             kernel = _noisy(kernel, self.weight_noise, self.compute_dtype, self.seed_generator)
-        if training and self.dropconnect > 0.0:
+        if self.dropconnect > 0.0:
             kernel = keras.random.dropout(kernel, self.dropconnect, seed=self.seed_generator)
         outputs = ops.matmul(inputs, kernel)
         if self.bias is not None:
             outputs = ops.add(outputs, self.bias)
-        return self.activation(outputs)
-
-    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
-        return (*input_shape[:-1], self.units)
+        return self.activation(outputs) if self.activation is not None else outputs
 
     def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "units": self.units,
-            "dropconnect": self.dropconnect,
-            "weight_noise": self.weight_noise,
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
-            "seed": self.seed,
-        }
+        return {**super().get_config(), "dropconnect": self.dropconnect, "weight_noise": self.weight_noise, "seed": self.seed}
 
 
-@keras.saving.register_keras_serializable(package="tune")
-class NoisyConv2D(keras.layers.Conv2D):
-    """Conv2D whose kernel gets fresh Gaussian noise (``weight_noise`` stddev) at every training
-    step. Keras's ``Conv2D.call`` takes no ``training`` argument, so ``call`` notes the mode for
-    ``convolution_op``, which Keras calls with the kernel while the step is traced."""
+class _NoisyConv:
+    """A convolution whose kernel gets fresh Gaussian noise (``weight_noise`` stddev) at every
+    training step. Keras's ``call`` of Conv1D/2D/3D takes no ``training`` argument, so ``call``
+    notes the mode for ``convolution_op``, which Keras calls with the kernel while the step is
+    traced."""
 
     def __init__(self, *args: Any, weight_noise: float = 0.0, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self.weight_noise = weight_noise
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -114,15 +74,37 @@ class NoisyConv2D(keras.layers.Conv2D):
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
         self._in_training = bool(training)
-        return super().call(inputs)
+        return super().call(inputs)  # type: ignore[misc]
 
     def convolution_op(self, inputs: Any, kernel: Any) -> Any:
         if self._in_training and self.weight_noise > 0.0:
-            kernel = _noisy(kernel, self.weight_noise, self.compute_dtype, self.seed_generator)
-        return super().convolution_op(inputs, kernel)
+            kernel = _noisy(kernel, self.weight_noise, self.compute_dtype, self.seed_generator)  # type: ignore[attr-defined]
+        return super().convolution_op(inputs, kernel)  # type: ignore[misc]
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "weight_noise": self.weight_noise, "seed": self.seed}
+        return {**super().get_config(), "weight_noise": self.weight_noise, "seed": self.seed}  # type: ignore[misc]
+
+
+@keras.saving.register_keras_serializable(package="tune")
+class NoisyConv1D(_NoisyConv, keras.layers.Conv1D):
+    pass
+
+
+@keras.saving.register_keras_serializable(package="tune")
+class NoisyConv2D(_NoisyConv, keras.layers.Conv2D):
+    pass
+
+
+@keras.saving.register_keras_serializable(package="tune")
+class NoisyConv3D(_NoisyConv, keras.layers.Conv3D):
+    pass
+
+
+# The convolutions weight noise reaches, each with its noisy twin; depthwise, separable and
+# transposed convolutions are left as they are.
+NOISY_CONVS: dict[type, type] = {
+    keras.layers.Conv1D: NoisyConv1D, keras.layers.Conv2D: NoisyConv2D, keras.layers.Conv3D: NoisyConv3D,
+}
 
 
 @keras.saving.register_keras_serializable(package="tune")

@@ -1,116 +1,115 @@
-"""The CNNs ``tune`` searches over, each with every regularizer switchable from a plain mapping.
-
-Regularizer strengths of zero leave the corresponding layer out, so an "all off" model is the plain
-reference architecture and its parameter count and speed are not affected by unused switches.
-"""
+"""Every model a trial trains, from its source: a built-in architecture, a saved ``.keras`` file or
+the user's builder function, checked, then given the trial's regularization
+(``tune.training.rewrite``). Nothing is unpickled: files load in Keras's safe mode, and a builder
+is the user's own code, run as such."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
 
-from tune.contract import Params
-from tune.training.layers import NoisyConv2D, RandomAffine, RegularizedDense
+from tune.contract import BUILTIN, FILE, KEEP_WEIGHTS, ModelFacts, ModelSource, Params
+from tune.engine.model_source import builder_parts, cwd_importable, is_path
+from tune.errors import ModelError
+from tune.training.architectures import BUILT_INS
+from tune.training.rewrite import inspect, regularize
 
-Tensor = Any
-# The hyperparameters that ``RandomAffine`` takes, by the same names.
-AUGMENTATIONS = ("flip", "rotation", "width_shift", "height_shift", "zoom")
+_LAMBDA_HELP = (
+    "it has a Lambda layer, which runs arbitrary code, so Keras's safe mode refuses to load it; "
+    "write a builder function instead (model: {builder: 'my_models.py:build'}) that returns the model"
+)
+
+
+def load_architecture(source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """The plain model as its source defines it; every problem names the source."""
+    if source.kind == BUILTIN:
+        return BUILT_INS[source.ref](input_shape, num_classes)
+    if source.kind == FILE:
+        return _load_file(Path(source.ref))
+    return _build(source.ref, input_shape, num_classes)
+
+
+def _load_file(path: Path) -> keras.Model:
+    if not path.is_file():
+        raise ModelError(f"model file {path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"model file {path}: not a Keras archive (.keras, as model.save('my_net.keras') writes)")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # Keras raises ValueError, TypeError or its own kinds for a bad archive
+        text = str(exc)
+        problem = _LAMBDA_HELP if "Lambda" in text and "safe_mode" in text else f"cannot load it: {_first_line(text)}"
+        raise ModelError(f"model file {path}: {problem}") from None
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"model file {path}: holds a {type(model).__name__}, not a keras.Model")
+    return model
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "no reason given")
+
+
+def _builder_function(ref: str) -> Callable[..., Any]:
+    target, name = builder_parts(ref)
+    try:
+        with cwd_importable():
+            module = _import_path(target) if is_path(target) else importlib.import_module(target)
+    except ModelError:
+        raise
+    except Exception as exc:  # the user's module failed to import: their error, named
+        raise ModelError(f"builder {ref!r}: importing {target} failed: {type(exc).__name__}: {exc}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise ModelError(f"builder {ref!r}: {target} has no function {name!r}")
+    return function
+
+
+def _import_path(target: str) -> Any:
+    path = Path(target)
+    if not path.is_file():
+        raise ModelError(f"builder file {target}: no such file")
+    spec = importlib.util.spec_from_file_location(f"tune_builder_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise ModelError(f"builder file {target}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build(ref: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    function = _builder_function(ref)
+    try:
+        model = function(tuple(input_shape), num_classes)
+    except Exception as exc:  # the user's code raised: say where
+        raise ModelError(f"builder {ref!r} raised {type(exc).__name__}: {exc}") from None
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"builder {ref!r} returned {type(model).__name__}, not a keras.Model")
+    return model
+
+
+def _inspected(model: keras.Model, source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> ModelFacts:
+    try:
+        return inspect(model, input_shape, num_classes, source.input_scale)
+    except ModelError as exc:
+        raise ModelError(f"model {source.describe()}: {exc}") from None
+
+
+def describe(source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> ModelFacts:
+    """What the knobs can reach in the source's model, before any trial: every problem names it."""
+    return _inspected(load_architecture(source, input_shape, num_classes), source, input_shape, num_classes)
 
 
 def build_model(
-    name: str, params: Params, input_shape: tuple[int, ...], num_classes: int
-) -> keras.Model:
-    """Build an uncompiled model taking uint8 images, so tf.data never materializes floats.
-    ``name`` is one of ``tune.contract.MODEL_NAMES``, which the search-space schema checks."""
-    inputs = keras.Input(shape=input_shape, dtype="uint8", name="image")
-    features = _BODIES[name](_preprocess(inputs, params), params)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(features)
-    return keras.Model(inputs, outputs, name=name)
-
-
-def _preprocess(inputs: Tensor, params: Params) -> Tensor:
-    """Rescale, augment and add noise in float32 under any policy: these layers do little math,
-    so full precision for interpolated pixels and small noise is nearly free; the first conv
-    casts to the compute dtype."""
-    x = keras.layers.Rescaling(1.0 / 255.0, dtype="float32")(inputs)
-    augmentation = {name: params[name] for name in AUGMENTATIONS}
-    if any(augmentation.values()):
-        x = RandomAffine(**augmentation, dtype="float32", name="augmentation")(x)
-    if params["input_noise"] > 0:
-        x = keras.layers.GaussianNoise(params["input_noise"], dtype="float32")(x)
-    return x
-
-
-def _seed_cnn(x: Tensor, params: Params) -> Tensor:
-    """The project's seed-000 reference CNN, so that a study can start from a known baseline."""
-    x = _conv_unit(x, 32, params, padding="valid")
-    x = keras.layers.MaxPooling2D()(x)
-    x = _conv_unit(x, 64, params, padding="valid")
-    x = keras.layers.MaxPooling2D()(x)
-    x = _conv_unit(x, 64, params, padding="valid")
-    x = keras.layers.Flatten()(x)
-    return _dense_head(x, 64, params)
-
-
-def _vgg_bn(x: Tensor, params: Params) -> Tensor:
-    """A VGG-style net with enough capacity to overfit CIFAR-10, so regularization matters.
-
-    Flatten rather than global average pooling keeps the head large, which is where DropConnect
-    and weight decay have something to act on.
-    """
-    for filters in (32, 64, 128):
-        x = _conv_unit(x, filters, params, padding="same")
-        x = _conv_unit(x, filters, params, padding="same")
-        x = keras.layers.MaxPooling2D()(x)
-        x = _dropout(x, params)
-    x = keras.layers.Flatten()(x)
-    return _dense_head(x, 128, params)
-
-
-def _conv_unit(x: Tensor, filters: int, params: Params, *, padding: str) -> Tensor:
-    """Conv 3x3, then BN (if on) and ReLU; the conv has no bias under BN, whose beta replaces it.
-    A plain Conv2D unless weight noise is on, so an all-off model is the reference architecture."""
-    options = {"padding": padding, "use_bias": not params["batch_norm"], "kernel_regularizer": _kernel_regularizer(params, "conv")}
-    noise = float(params["weight_noise"])
-    conv = NoisyConv2D(filters, 3, weight_noise=noise, **options) if noise > 0 else keras.layers.Conv2D(filters, 3, **options)
-    return _normalize_and_activate(conv(x), params)
-
-
-def _dense_head(x: Tensor, units: int, params: Params) -> Tensor:
-    """Hidden dense layer, BN (if on), ReLU, then Dropout."""
-    x = _hidden_dense(units, params)(x)
-    return _dropout(_normalize_and_activate(x, params), params)
-
-
-def _hidden_dense(units: int, params: Params) -> keras.layers.Layer:
-    options = {"use_bias": not params["batch_norm"], "kernel_regularizer": _kernel_regularizer(params, "dense")}
-    dropconnect, noise = float(params["dropconnect"]), float(params["weight_noise"])
-    if dropconnect > 0 or noise > 0:
-        return RegularizedDense(units, dropconnect=dropconnect, weight_noise=noise, **options)
-    return keras.layers.Dense(units, **options)
-
-
-def _normalize_and_activate(x: Tensor, params: Params) -> Tensor:
-    if params["batch_norm"]:
-        x = keras.layers.BatchNormalization()(x)
-    return keras.layers.ReLU()(x)
-
-
-def _dropout(x: Tensor, params: Params) -> Tensor:
-    return keras.layers.Dropout(params["dropout"])(x) if params["dropout"] > 0 else x
-
-
-def _kernel_regularizer(params: Params, group: str) -> keras.regularizers.Regularizer | None:
-    """The L1/L2 penalty of one layer group (``conv`` or ``dense``), on kernels only: decaying
-    biases or BN parameters would only hurt fit. The softmax output is left unpenalized, as in
-    seed 000, whose only penalty is L2 on its Dense64 kernel."""
-    l1, l2 = float(params[f"l1_{group}"]), float(params[f"l2_{group}"])
-    return keras.regularizers.L1L2(l1=l1, l2=l2) if l1 or l2 else None
-
-
-_BODIES: dict[str, Callable[[Tensor, Params], Tensor]] = {
-    "seed_cnn": _seed_cnn,
-    "vgg_bn": _vgg_bn,
-}
+    source: ModelSource, params: Params, input_shape: tuple[int, ...], num_classes: int
+) -> tuple[keras.Model, ModelFacts]:
+    """The trial's model, uncompiled, taking uint8 images; freshly initialized unless the source
+    keeps its saved weights."""
+    model = load_architecture(source, input_shape, num_classes)
+    facts = _inspected(model, source, input_shape, num_classes)
+    return regularize(model, params, facts, keep_weights=source.weights == KEEP_WEIGHTS), facts
