@@ -34,7 +34,7 @@ common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tra
 run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
 	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
 
-.PHONY: help tune workers test bench bench-peers bench-variants bench-speed bench-overhead bench-precision ui dashboard export report train compare venv
+.PHONY: help tune workers test bench bench-peers bench-variants bench-speed bench-rewrite bench-overhead bench-precision ui dashboard export report train compare venv
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -73,6 +73,9 @@ bench-variants: $(STAMP) ## tune plain vs regime-aware sampling vs early regime 
 
 bench-speed: $(STAMP) ## seed CNN images/s: the seed scripts' way vs tune's trial path, augmentation off/on, vs the matmul peak [DATA=]; mlruns/bench/speed/
 	$(BIN)/python -m tune.bench.speed run --data '$(or $(DATA),$(PEERS_DATA))' --epochs 6
+
+bench-rewrite: $(STAMP) ## seed CNN images/s through the rewrite path vs the built-in builder it replaced, side by side [DATA=]; mlruns/bench/rewrite_speed/
+	$(BIN)/python -m tune.bench.rewrite_speed --data '$(or $(DATA),$(PEERS_DATA))'
 
 bench-overhead: $(STAMP) ## share of a study's wall time outside fit; 1 worker x 2 threads vs 2 x 1 [DATA=]; mlruns/bench/overhead/
 	$(BIN)/python -m tune.bench.overhead --data '$(or $(DATA),$(PEERS_DATA))'

@@ -4,7 +4,6 @@ stderr, exit 2 and no store written."""
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -138,9 +137,14 @@ def test_a_builder_study_exports_and_retrains_a_logits_model(tmp_path: Path) -> 
     assert [layer.name for layer in saved.layers][-5:] == ["my_conv", "my_pool", "my_hidden", "my_logits_dropout", "my_logits"]
     assert saved.get_layer("my_logits").activation.__name__ == "linear"
     assert saved.get_layer("my_conv").kernel_regularizer.get_config()["l2"] == pytest.approx(done["export"]["regularization"]["l2_conv"])
-    metrics = json.dumps([run.data.metrics for run in done["client"].search_runs(
-        [done["client"].get_experiment_by_name("users_builder").experiment_id])])
-    assert "test_accuracy" in metrics
+    compare = tune_cli("compare", "users_builder", "--epochs", "1", env=done["env"])
+    assert compare.returncode == 0, compare.stderr[-3000:]
+    assert "model as given" in compare.stdout and "best config" in compare.stdout
+    retrains = done["client"].search_runs([done["client"].get_experiment_by_name("users_builder").experiment_id],
+                                          "tags.`tune.role` = 'retrain'")
+    as_given = [run for run in retrains if run.info.run_name.startswith("users_builder-as-given")]
+    assert len(as_given) == 1 and "test_accuracy" in as_given[0].data.metrics
+    assert "l2_conv" not in as_given[0].data.params and as_given[0].data.params["flip"] == "False"
 
 
 def _lambda_model(path: Path) -> None:

@@ -221,7 +221,8 @@ class _Rewriter:
             return self.graph(layer)
         role = self.roles[id(layer)]
         config = layer.get_config()
-        config["dtype"] = "float32" if role in (OUTPUT, AFTER_OUTPUT) else self.policy
+        full = role in (OUTPUT, AFTER_OUTPUT) or isinstance(layer, RESCALERS)  # 0-255 values lose digits in bfloat16
+        config["dtype"] = "float32" if full else self.policy
         activation = config.get("activation")
         cls = type(layer)
         if role in (CONV, HIDDEN):
