@@ -74,7 +74,7 @@ bench-variants: $(STAMP) ## tune plain vs regime-aware sampling vs early regime 
 bench-speed: $(STAMP) ## seed CNN images/s: the seed scripts' way vs tune's trial path, augmentation off/on, vs the matmul peak [DATA=]; mlruns/bench/speed/
 	$(BIN)/python -m tune.bench.speed run --data '$(or $(DATA),$(PEERS_DATA))' --epochs 6
 
-bench-rewrite: $(STAMP) ## seed CNN images/s through the rewrite path vs the built-in builder it replaced, side by side [DATA=]; mlruns/bench/rewrite_speed/
+bench-rewrite: $(STAMP) ## seed CNN images/s through the rewrite path vs the built-in builder it replaced, side by side [DATA=]; mlruns/bench/rewrite_speed/ (docs/results/cpu_speed/rewrite)
 	$(BIN)/python -m tune.bench.rewrite_speed --data '$(or $(DATA),$(PEERS_DATA))'
 
 bench-overhead: $(STAMP) ## share of a study's wall time outside fit; 1 worker x 2 threads vs 2 x 1 [DATA=]; mlruns/bench/overhead/

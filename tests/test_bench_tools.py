@@ -101,9 +101,9 @@ def test_both_precisions_train_the_same_hyperparameters_trial_for_trial(bench_sp
 def test_the_rewrite_benchmark_races_both_builders_on_synthetic_data(tmp_path: Path) -> None:
     from tune.bench import rewrite_speed
 
-    rewrite_speed.run(data="synthetic:400", images=200, validation=100, epochs=2, rounds=1, out=tmp_path)
+    rewrite_speed.run(data="synthetic:1200", images=200, blocks=2, steps=3, out=tmp_path)
     stored = json.loads((tmp_path / RESULTS_FILE).read_text())
     assert [row["config"] for row in stored["rows"]] == list(rewrite_speed.CONFIGS)
     assert all(row["rewrite path img/s"] > 0 and row["built-in builder (before) img/s"] > 0 for row in stored["rows"])
-    assert all(row["ratio"] > 0 for row in stored["rows"])
+    assert all(row["ratio"] > 0 and len(row["block_seconds"]["rewrite path"]) == 2 for row in stored["rows"])
     assert "| seed 000 (baseline) |" in (tmp_path / rewrite_speed.TABLE_FILE).read_text()

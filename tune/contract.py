@@ -186,8 +186,6 @@ class ModelFacts:
     # The model's own value of each ``from_model`` knob, where its layers agree on one.
     own: Mapping[str, Scalar]
     layers: tuple[LayerRow, ...]
-    # What the rewrite does that the user should know (a Dropout added, layers a knob skips).
-    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def _describe_own(layer: keras.layers.Layer, role: str) -> str:
         if any(p is None for p in penalties):
             return "custom regularizer"
         words = [f"L1 {p[0]:g}" for p in penalties if p and p[0]] + [f"L2 {p[1]:g}" for p in penalties if p and p[1]]
-        return ", ".join(dict.fromkeys(words))
+        return ", ".join(dict.fromkeys(words)) or "none"
     if role == DROPOUT:
         return f"rate {layer.rate:g}"
     if role == BATCH_NORM:
