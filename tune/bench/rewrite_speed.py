@@ -97,7 +97,6 @@ def run(
 ) -> None:
     quiet_libraries()
     import keras
-
     import tensorflow as tf
 
     from tune.training.models import build_model
