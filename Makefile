@@ -17,8 +17,8 @@ WORKERS ?= 2
 # The machine's cores shared among the workers: oversubscribed thread pools cost more than they give
 # (make bench-overhead: two one-thread workers did 1.34-1.67x the trials of one two-thread worker).
 THREADS ?= $(shell n=$$(( $$(nproc) / $(WORKERS) )); echo $$(( n > 0 ? n : 1 )))
-PORT ?= 5000
-DASHBOARD_PORT ?= 8080
+PORT ?=
+DASHBOARD_PORT ?=
 TOP_K ?=
 FORMAT ?=
 CONFIG ?=
@@ -34,7 +34,7 @@ common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tra
 run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
 	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
 
-.PHONY: help tune workers test bench bench-peers bench-variants bench-speed bench-rewrite bench-overhead bench-precision ui dashboard export report train compare venv
+.PHONY: help tune workers test test-fast lint bench bench-peers bench-variants bench-speed bench-rewrite bench-overhead bench-precision ui dashboard export report train compare venv
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tune needs Python 3.11+"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,bench]'
 	touch $(STAMP)
 
 venv: $(STAMP) ## create or update the virtual environment only
@@ -59,29 +59,36 @@ workers: $(STAMP) ## run WORKERS processes of the same study in parallel (seeds 
 	  $(BIN)/tune run '$(SPACE)' $(run_opts) --seed $$((seed + i)) > mlruns/worker-$$i.log 2>&1 & \
 	done; echo "$(WORKERS) workers of $$threads threads started, logs in mlruns/worker-*.log"; wait
 
-test: $(STAMP) ## the fast test suite (synthetic data, one small end-to-end run)
+test: $(STAMP) ## the test suite (synthetic data, one small end-to-end run, the benchmarks on tiny budgets)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## unit tests only, under a minute: the edit-test loop
+	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (style, imports, bugs) and mypy (types) over the package, benchmarks and tests
+	$(BIN)/ruff check tune benchmarks tests
+	$(BIN)/mypy
 
 bench: $(STAMP) ## real-data checks and benchmarks; results in mlruns/bench/results.json
 	$(BIN)/python -m pytest -m slow -s $(PYTEST_ARGS)
 
 bench-peers: $(STAMP) ## race tune, KerasTuner Hyperband, Optuna TPE + median and random search, BUDGET s each [DATA=]; results in mlruns/bench/peers/
-	$(BIN)/python -m tune.bench.peers race --budget $(BUDGET) --data '$(or $(DATA),$(PEERS_DATA))'
+	$(BIN)/python -m benchmarks.peers race --budget $(BUDGET) --data '$(or $(DATA),$(PEERS_DATA))'
 
 bench-variants: $(STAMP) ## tune plain vs regime-aware sampling vs early regime pruning, SEEDS (default 1,2,3) x BUDGET s, on the race's task, timed to its Hyperband best [DATA=]; mlruns/bench/variants/
-	$(BIN)/python -m tune.bench.variants --budget $(BUDGET) $(if $(SEEDS),--seeds $(SEEDS)) --data '$(or $(DATA),$(PEERS_DATA))'
+	$(BIN)/python -m benchmarks.variants --budget $(BUDGET) $(if $(SEEDS),--seeds $(SEEDS)) --data '$(or $(DATA),$(PEERS_DATA))'
 
 bench-speed: $(STAMP) ## seed CNN images/s: the seed scripts' way vs tune's trial path, augmentation off/on, vs the matmul peak [DATA=]; mlruns/bench/speed/
-	$(BIN)/python -m tune.bench.speed run --data '$(or $(DATA),$(PEERS_DATA))' --epochs 6
+	$(BIN)/python -m benchmarks.speed run --data '$(or $(DATA),$(PEERS_DATA))' --epochs 6
 
 bench-rewrite: $(STAMP) ## seed CNN images/s through the rewrite path vs the built-in builder it replaced, side by side [DATA=]; mlruns/bench/rewrite_speed/ (docs/results/cpu_speed/rewrite)
-	$(BIN)/python -m tune.bench.rewrite_speed --data '$(or $(DATA),$(PEERS_DATA))'
+	$(BIN)/python -m benchmarks.rewrite_speed --data '$(or $(DATA),$(PEERS_DATA))'
 
 bench-overhead: $(STAMP) ## share of a study's wall time outside fit; 1 worker x 2 threads vs 2 x 1 [DATA=]; mlruns/bench/overhead/
-	$(BIN)/python -m tune.bench.overhead --data '$(or $(DATA),$(PEERS_DATA))'
+	$(BIN)/python -m benchmarks.overhead --data '$(or $(DATA),$(PEERS_DATA))'
 
 bench-precision: $(STAMP) ## the same study in float32 and precision auto: accuracy and regime trial for trial [DATA=]; mlruns/bench/precision/
-	$(BIN)/python -m tune.bench.precision --data '$(or $(DATA),$(PEERS_DATA))'
+	$(BIN)/python -m benchmarks.precision --data '$(or $(DATA),$(PEERS_DATA))'
 
 train: $(STAMP) ## retrain CONFIG (an export) on the whole training set, test once, register [SEEDS= EPOCHS= DATA= FULL=1]
 	$(BIN)/tune train '$(or $(CONFIG),mlruns/exports/$(notdir $(basename $(SPACE)))-best.yaml)' $(if $(SEEDS),--seeds $(SEEDS)) \
@@ -91,11 +98,11 @@ compare: $(STAMP) ## seed 000's model vs the best config of STUDY (or SPACE's st
 	$(BIN)/tune compare '$(or $(STUDY),$(SPACE))' $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	  $(if $(DATA),--data '$(DATA)') $(common_opts)
 
-ui: $(STAMP) ## the MLflow UI on http://127.0.0.1:PORT; prints each study's runs page
-	$(BIN)/tune ui --port $(PORT) $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
+ui: $(STAMP) ## the MLflow UI on 127.0.0.1 [PORT=]; prints each study's runs page
+	$(BIN)/tune ui $(if $(PORT),--port $(PORT)) $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
 
-dashboard: $(STAMP) ## optuna-dashboard on the study storage, on http://127.0.0.1:DASHBOARD_PORT [STORAGE=]
-	$(BIN)/tune dashboard --port $(DASHBOARD_PORT) $(if $(STORAGE),--storage '$(STORAGE)')
+dashboard: $(STAMP) ## optuna-dashboard on the study storage, on 127.0.0.1 [DASHBOARD_PORT= STORAGE=]
+	$(BIN)/tune dashboard $(if $(DASHBOARD_PORT),--port $(DASHBOARD_PORT)) $(if $(STORAGE),--storage '$(STORAGE)')
 
 export: $(STAMP) ## the best trial (or TOP_K best) of STUDY (or SPACE's study) as fixed configs [FORMAT=yaml|json]
 	$(BIN)/tune export '$(or $(STUDY),$(SPACE))' $(if $(TOP_K),--top-k $(TOP_K)) $(if $(FORMAT),--format $(FORMAT)) $(common_opts)

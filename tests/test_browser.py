@@ -24,7 +24,7 @@ from scripted import EPOCHS, ScriptedTrainer, describe_scripted
 from test_ui import free_port, wait_for
 
 from tune.commands.run import RunOverrides, run_study
-from tune.engine import trial_record
+from tune.contract import TrialAttr
 from tune.tracking.tracker import LEARNING_CURVE_FILE, REGIME_TAG, run_page, runs_page
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -145,7 +145,7 @@ def test_the_mlflow_ui_lands_on_the_trials_with_their_numbers(study: dict, serve
 
 def test_a_trial_page_shows_its_curves_parameters_regime_and_learning_curve(study: dict, servers: dict, page: object) -> None:
     client, best = study["client"], study["study"].best_trial
-    run = client.get_run(best.user_attrs[trial_record.RUN_ID])
+    run = client.get_run(best.user_attrs[TrialAttr.RUN_ID])
     page.goto(run_page(servers["ui"], run.info.experiment_id, run.info.run_id))
     page.get_by_text(REGIME_TAG).first.wait_for(timeout=LOAD_MS)
     tidy(page)

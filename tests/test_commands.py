@@ -23,11 +23,11 @@ from tune.commands.run import RunOverrides, resolve_space, run_study
 from tune.contract import DEFAULT_OBJECTIVE, Params, Splits
 from tune.data.sources import load_dataset
 from tune.data.splits import Dataset
-from tune.engine.space import Origin, load_space
-from tune.engine.storage import open_storage
+from tune.engine.config import Origin, load_space
 from tune.engine.study import SPACE_ATTR
 from tune.errors import SpaceError, StudyError
 from tune.paths import mlflow_database, report_dir
+from tune.runtime.storage import open_storage
 from tune.tracking.tracker import ROLE_TAG
 
 STUDY = "scripted"

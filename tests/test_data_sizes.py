@@ -8,7 +8,13 @@ from pathlib import Path
 from scripted import ScriptedTrainer, regularized_curves
 from test_steering import scripted_study
 
-from tune.report.data_sizes import FIGURE_FILE, size_markdown, size_rows, size_study_name, write_size_report
+from tune.report.data_sizes import (
+    FIGURE_FILE,
+    size_markdown,
+    size_rows,
+    size_study_name,
+    write_size_report,
+)
 
 DROPOUTS = [0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95]
 

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from conftest import curves_from
 
-from tune.engine.diagnosis import REGIMES, Diagnosis, Thresholds, diagnose, early_call, regime_counts
+from tune.engine.diagnosis import (
+    REGIMES,
+    Diagnosis,
+    Thresholds,
+    diagnose,
+    early_call,
+    regime_counts,
+)
 
 EPS = 1e-6
 EPOCH = np.arange(1, 16)

@@ -1,4 +1,4 @@
-"""The early regime call replayed on a scripted study's stored curves (``tune.bench.early_calls``):
+"""The early regime call replayed on a scripted study's stored curves (``tune report --early-calls``):
 which trials it would have stopped after 3 epochs, and whether the full runs agree."""
 
 from __future__ import annotations
@@ -6,8 +6,13 @@ from __future__ import annotations
 from scripted import ScriptedTrainer, lost_causes
 from test_steering import scripted_study
 
-from tune.bench.early_calls import replay, summary
-from tune.engine.diagnosis import BALANCED, OVER_REGULARIZED, UNDER_REGULARIZED, Thresholds
+from tune.engine.diagnosis import (
+    BALANCED,
+    OVER_REGULARIZED,
+    UNDER_REGULARIZED,
+    Thresholds,
+)
+from tune.report.early_calls import replay, summary
 
 
 def test_replay_calls_the_lost_causes_early_and_agrees_with_their_full_runs() -> None:

@@ -10,8 +10,8 @@ import yaml
 from conftest import tiny_space, tune_cli, write_space
 from mlflow.tracking import MlflowClient
 
-from tune.engine.space import load_space
-from tune.engine.storage import open_storage
+from tune.engine.config import load_space
+from tune.runtime.storage import open_storage
 from tune.tracking.tracker import LEARNING_CURVE_FILE, PARENT_TAG, ROLE_TAG, STATE_TAG
 
 STUDY = "e2e"

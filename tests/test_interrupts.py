@@ -20,7 +20,7 @@ from conftest import ROOT, tiny_space, write_space
 from mlflow.tracking import MlflowClient
 from test_ui import wait_for
 
-from tune.engine.storage import open_storage
+from tune.runtime.storage import open_storage
 from tune.tracking.tracker import LEARNING_CURVE_FILE, ROLE_TAG
 
 STUDY = "interrupted"

@@ -11,16 +11,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from tune.contract import BUILTIN, DEFAULT_OBJECTIVE, ModelSource, TrainSettings
+from tune.contract import BUILTIN, DEFAULT_OBJECTIVE, ModelSource
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
-from tune.engine.space import DEFAULTS
+from tune.engine.config import DEFAULTS, default_train_settings
 from tune.errors import TrainingDiverged, TrialProcessDied
 from tune.training.fit import train_model
-from tune.training.isolated import FIT_MODULE, TRIALS_PER_PROCESS, close_trial_process, train_isolated
+from tune.training.isolated import (
+    FIT_MODULE,
+    TRIALS_PER_PROCESS,
+    close_trial_process,
+    train_isolated,
+)
 
 SPLITS = split_for_tuning(load_dataset("synthetic:200"), 60, None, seed=0)
-SETTINGS = TrainSettings(ModelSource(), epochs=2, seed=0, clean_train_size=50)
+SETTINGS = default_train_settings(ModelSource(), epochs=2, seed=0, clean_train_size=50)
 
 
 class Pruned(Exception):
@@ -57,7 +62,7 @@ def test_epochs_reach_the_parent_and_the_result_comes_back() -> None:
 
 def test_the_trial_process_is_replaced_after_its_quota_of_trials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("tune.training.isolated.TRIALS_PER_PROCESS", 2)
-    quick = TrainSettings(ModelSource(), epochs=1, seed=0, clean_train_size=50)
+    quick = default_train_settings(ModelSource(), epochs=1, seed=0, clean_train_size=50)
     train_isolated(DEFAULTS, SPLITS, quick, lambda e, logs: None)
     first = trial_process_pid()
     train_isolated(DEFAULTS, SPLITS, quick, lambda e, logs: None)
@@ -72,7 +77,7 @@ def test_pruning_in_the_parent_stops_the_child() -> None:
         raise Pruned(f"epoch {epoch}")
 
     with pytest.raises(Pruned, match="epoch 0"):
-        train_isolated(DEFAULTS, SPLITS, TrainSettings(ModelSource(), epochs=50, seed=0, clean_train_size=50), prune)
+        train_isolated(DEFAULTS, SPLITS, default_train_settings(ModelSource(), epochs=50, seed=0, clean_train_size=50), prune)
     pruned = trial_process_pid()
     assert train_isolated(DEFAULTS, SPLITS, SETTINGS, lambda e, logs: None).epochs_run == 2
     assert trial_process_pid() == pruned, "a pruned trial's process unwinds and serves the next"
@@ -83,7 +88,7 @@ def test_training_errors_reach_the_parent() -> None:
         train_isolated({**DEFAULTS, "learning_rate": 1e9}, SPLITS, SETTINGS, lambda e, logs: None)
     diverged = trial_process_pid()
     with pytest.raises(RuntimeError, match="KeyError: 'nope'"):
-        train_isolated(DEFAULTS, SPLITS, TrainSettings(ModelSource(BUILTIN, "nope"), epochs=2, seed=0), lambda e, logs: None)
+        train_isolated(DEFAULTS, SPLITS, default_train_settings(ModelSource(BUILTIN, "nope"), epochs=2, seed=0), lambda e, logs: None)
     assert not multiprocessing.active_children(), "a process that hit a bug is not reused"
     train_isolated(DEFAULTS, SPLITS, SETTINGS, lambda e, logs: None)
     assert trial_process_pid() != diverged
@@ -98,6 +103,6 @@ def test_a_killed_training_process_fails_the_trial_with_the_signal_named() -> No
         child.join(10)
 
     with pytest.raises(TrialProcessDied, match="killed by SIGKILL \\(the out-of-memory killer sends SIGKILL\\)"):
-        train_isolated(DEFAULTS, SPLITS, TrainSettings(ModelSource(), epochs=5, seed=0, clean_train_size=50), kill_the_child)
+        train_isolated(DEFAULTS, SPLITS, default_train_settings(ModelSource(), epochs=5, seed=0, clean_train_size=50), kill_the_child)
     assert not multiprocessing.active_children()
     assert train_isolated(DEFAULTS, SPLITS, SETTINGS, lambda e, logs: None).epochs_run == 2, "the next trial gets a new process"

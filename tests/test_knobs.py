@@ -12,9 +12,9 @@ from scripted import SEED_CNN_FACTS
 
 from tune.commands.compare import AS_GIVEN_LABEL, BASELINE_LABEL, reference
 from tune.contract import BUILDER, FILE, ModelSource
+from tune.engine.config import BASELINE, DEFAULTS, SearchSpace, validate_space
 from tune.engine.knobs import as_given, check_knobs, reference_values, rewrite_notes
 from tune.engine.model_source import builder_parts, check_unchanged, fingerprint, pin
-from tune.engine.space import BASELINE, DEFAULTS, SearchSpace, validate_space
 from tune.engine.study import baseline_params
 from tune.errors import ModelError, SpaceError
 
@@ -105,6 +105,6 @@ def test_compare_measures_a_users_model_against_itself_as_given() -> None:
 
 
 def _origin() -> Any:
-    from tune.engine.space import Origin
+    from tune.engine.config import Origin
 
     return Origin(study="s", trial=3, rank=1, objective=0.9, regime="balanced", reason="r")

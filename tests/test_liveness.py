@@ -13,8 +13,8 @@ import psutil
 import pytest
 from optuna.trial import TrialState
 
-from tune.engine.liveness import HEARTBEAT, RETRY_OF, STALE_AFTER_S, WORKER, Worker, recover_dead_trials
-from tune.engine.trial_record import FAILURE
+from tune.contract import TrialAttr
+from tune.runtime.liveness import STALE_AFTER_S, Worker, recover_dead_trials
 
 
 def dead_pid() -> tuple[int, float]:
@@ -43,10 +43,10 @@ def test_only_trials_of_dead_workers_are_failed_and_queued_again(study: optuna.S
     me = Worker.this()
     pid, started = dead_pid()
     now = time.time()
-    alive_here = running(study, 0.1, **{WORKER: me.to_json(), HEARTBEAT: now - 10 * STALE_AFTER_S})
-    dead_here = running(study, 0.2, **{WORKER: Worker(me.host, pid, started).to_json(), HEARTBEAT: now})
-    alive_elsewhere = running(study, 0.3, **{WORKER: Worker("other-host", 1, 0.0).to_json(), HEARTBEAT: now})
-    silent_elsewhere = running(study, 0.4, **{WORKER: Worker("other-host", 2, 0.0).to_json(), HEARTBEAT: now - 2 * STALE_AFTER_S})
+    alive_here = running(study, 0.1, **{TrialAttr.WORKER: me.to_json(), TrialAttr.HEARTBEAT: now - 10 * STALE_AFTER_S})
+    dead_here = running(study, 0.2, **{TrialAttr.WORKER: Worker(me.host, pid, started).to_json(), TrialAttr.HEARTBEAT: now})
+    alive_elsewhere = running(study, 0.3, **{TrialAttr.WORKER: Worker("other-host", 1, 0.0).to_json(), TrialAttr.HEARTBEAT: now})
+    silent_elsewhere = running(study, 0.4, **{TrialAttr.WORKER: Worker("other-host", 2, 0.0).to_json(), TrialAttr.HEARTBEAT: now - 2 * STALE_AFTER_S})
 
     recovered = recover_dead_trials(study)
 
@@ -54,16 +54,16 @@ def test_only_trials_of_dead_workers_are_failed_and_queued_again(study: optuna.S
     states = {trial.number: trial.state for trial in study.trials}
     assert states[alive_here.number] == states[alive_elsewhere.number] == TrialState.RUNNING, "live workers untouched"
     assert states[dead_here.number] == states[silent_elsewhere.number] == TrialState.FAIL
-    assert study.trials[dead_here.number].user_attrs[FAILURE].startswith(f"its worker {me.host}:{pid} died")
-    assert study.trials[silent_elsewhere.number].user_attrs[FAILURE].startswith("its worker other-host:2 died")
+    assert study.trials[dead_here.number].user_attrs[TrialAttr.FAILURE].startswith(f"its worker {me.host}:{pid} died")
+    assert study.trials[silent_elsewhere.number].user_attrs[TrialAttr.FAILURE].startswith("its worker other-host:2 died")
     queued = [trial for trial in study.trials if trial.state == TrialState.WAITING]
-    assert [(t.system_attrs["fixed_params"], t.user_attrs[RETRY_OF]) for t in queued] == [
+    assert [(t.system_attrs["fixed_params"], t.user_attrs[TrialAttr.RETRY_OF]) for t in queued] == [
         ({"dropout": 0.2}, dead_here.number), ({"dropout": 0.4}, silent_elsewhere.number)]
 
 
 def test_a_retry_whose_worker_died_too_is_not_queued_a_third_time(study: optuna.Study) -> None:
     pid, started = dead_pid()
-    running(study, 0.5, **{WORKER: Worker(Worker.this().host, pid, started).to_json(), RETRY_OF: 0})
+    running(study, 0.5, **{TrialAttr.WORKER: Worker(Worker.this().host, pid, started).to_json(), TrialAttr.RETRY_OF: 0})
     (failed, _), = recover_dead_trials(study)
     assert failed.state == TrialState.RUNNING and study.trials[failed.number].state == TrialState.FAIL
     assert not [trial for trial in study.trials if trial.state == TrialState.WAITING]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tune.contract import BUILTIN, MODEL_NAMES, ModelSource
-from tune.engine.space import BASELINE, DEFAULTS
+from tune.engine.config import BASELINE, DEFAULTS
 from tune.training import models
 from tune.training.architectures import BUILT_INS
 from tune.training.layers import NoisyConv2D, RegularizedDense

@@ -14,13 +14,36 @@ import optuna
 import pytest
 from conftest import tiny_space
 from optuna.trial import TrialState
-from scripted import EPOCHS, SPLITS, RecordingTracker, ScriptedTrainer, lost_causes, regularized_curves
+from scripted import (
+    EPOCHS,
+    SPLITS,
+    RecordingTracker,
+    ScriptedTrainer,
+    lost_causes,
+    regularized_curves,
+)
 
-from tune.contract import DEFAULT_OBJECTIVE, GAP_LOSS, EpochHook, Params, Splits, Trainer, TrainingResult, TrainSettings
+from tune.contract import (
+    DEFAULT_OBJECTIVE,
+    GAP_LOSS,
+    EpochHook,
+    Params,
+    Splits,
+    Trainer,
+    TrainingResult,
+    TrainSettings,
+    TrialAttr,
+)
 from tune.engine import trial_record
+from tune.engine.config import SearchSpace
 from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED
-from tune.engine.objective import NO_EPOCH, REGIME_CONSTRAINT, TrialContext, TrialEnd, make_objective
-from tune.engine.space import SearchSpace
+from tune.engine.objective import (
+    NO_EPOCH,
+    REGIME_CONSTRAINT,
+    TrialContext,
+    TrialEnd,
+    make_objective,
+)
 from tune.engine.study import (
     SPACE_ATTR,
     baseline_params,
@@ -33,7 +56,7 @@ from tune.engine.study import (
     warm_start_params,
 )
 from tune.errors import Interrupted, SpaceError, StudyError
-from tune.processes import handling, interrupt
+from tune.runtime.processes import handling, interrupt
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SEED = 100
@@ -75,7 +98,7 @@ def test_a_complete_trial_is_valued_at_its_best_epoch_and_recorded_everywhere() 
     assert params == {**space().params(), "dropout": 0.5}
     assert (settings.seed, settings.epochs, settings.clean_train_size) == (SEED + trial.number, EPOCHS, 200)
     run_ = tracker.of_trial(trial.number)
-    assert trial.user_attrs[trial_record.RUN_ID] in tracker.runs and run_.parent == "parent-run"
+    assert trial.user_attrs[TrialAttr.RUN_ID] in tracker.runs and run_.parent == "parent-run"
     assert run_.series(DEFAULT_OBJECTIVE.metric)[:EPOCHS] == expected[DEFAULT_OBJECTIVE.metric]
     assert len(run_.series(GAP_LOSS)) == EPOCHS
     assert run_.series("best_epoch") == [EPOCHS] and run_.series("epochs_run") == [EPOCHS]

@@ -12,7 +12,12 @@ from PIL import Image
 
 from tune.contract import DEFAULT_OBJECTIVE, OBJECTIVES, VAL_ACCURACY
 from tune.engine.diagnosis import REGIMES, diagnose
-from tune.report.curves import REGIME_COLOURS, curves_side_by_side, learning_curve_figure, save_figure
+from tune.report.curves import (
+    REGIME_COLOURS,
+    curves_side_by_side,
+    learning_curve_figure,
+    save_figure,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -20,8 +20,8 @@ from scripted import ScriptedTrainer, describe_scripted
 from typer.testing import CliRunner
 
 from tune.cli import app
+from tune.commands.progress import RunProgress, Verbosity
 from tune.commands.run import RunOverrides, run_study
-from tune.progress import RunProgress, Verbosity
 from tune.training.tf_logs import copy_without_noise, is_no_gpu_noise
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

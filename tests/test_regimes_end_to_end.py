@@ -12,7 +12,7 @@ import pytest
 from conftest import tiny_space, tune_cli, write_space
 from mlflow.tracking import MlflowClient
 
-from tune.engine.storage import open_storage
+from tune.runtime.storage import open_storage
 from tune.tracking.tracker import ROLE_TAG
 
 STUDY = "regimes"

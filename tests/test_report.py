@@ -16,7 +16,8 @@ from PIL import Image
 from tune.engine.diagnosis import REGIMES, diagnose
 from tune.engine.trial_record import NO_COMPLETED_TRIAL
 from tune.report import text as text_module
-from tune.report.analysis import Report, build_report, showcase_trials
+from tune.report.build import build_report
+from tune.report.findings import Report, showcase_trials
 from tune.report.text import render_text
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -300,7 +301,7 @@ def test_render_text_marks_the_baseline(report: Report) -> None:
 
 
 def test_importing_report_loads_neither_tensorflow_nor_mlflow() -> None:
-    code = ("import sys, tune.report.analysis, tune.report.page, tune.report.text, "
+    code = ("import sys, tune.report.build, tune.report.findings, tune.report.page, tune.report.text, "
             "tune.report.figures, tune.report.interactive; "
             "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

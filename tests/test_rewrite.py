@@ -11,8 +11,17 @@ import keras
 import numpy as np
 import pytest
 
-from tune.contract import BUILTIN, DATA_LOSS, FILE, KEEP_WEIGHTS, VAL_DATA_LOSS, VAL_LOSS, ModelSource, Splits, TrainSettings
-from tune.engine.space import BASELINE, DEFAULTS
+from tune.contract import (
+    BUILTIN,
+    DATA_LOSS,
+    FILE,
+    KEEP_WEIGHTS,
+    VAL_DATA_LOSS,
+    VAL_LOSS,
+    ModelSource,
+    Splits,
+)
+from tune.engine.config import BASELINE, DEFAULTS, default_train_settings
 from tune.errors import ModelError
 from tune.training.fit import fit_model
 from tune.training.layers import NoisyConv2D, RegularizedDense
@@ -95,7 +104,7 @@ def test_the_penalty_of_a_users_model_enters_the_loss(tmp_path: Path) -> None:
                     rng.integers(0, 255, (32, *SHAPE), dtype=np.uint8), np.arange(32) % 10, tuple("abcdefghij"))
     params = {**DEFAULTS, "l2_conv": 1e-2, "l2_dense": 3e-2, "dropout": 0.0}
     del params["batch_norm"], params["batch_norm_momentum"]
-    model, result = fit_model(params, splits, TrainSettings(source, 1, seed=0, clean_train_size=16, precision="float32"),
+    model, result = fit_model(params, splits, default_train_settings(source, 1, seed=0, clean_train_size=16, precision="float32"),
                               lambda epoch, logs: None)
     kernels = [keras.ops.convert_to_numpy(layer.kernel) for layer in model.layers if isinstance(layer, (L.Conv2D, L.Dense))]
     expected = 1e-2 * sum(np.square(k).sum() for k in kernels[:3]) + 3e-2 * np.square(kernels[3]).sum()
@@ -156,7 +165,7 @@ def test_a_logits_model_is_trained_from_logits(tmp_path: Path) -> None:
     splits = Splits(rng.integers(0, 255, (32, *SHAPE), dtype=np.uint8), np.arange(32) % 10,
                     rng.integers(0, 255, (16, *SHAPE), dtype=np.uint8), np.arange(16) % 10, tuple("abcdefghij"))
     trained, result = fit_model({**DEFAULTS, "batch_size": 16}, splits,
-                                TrainSettings(source, 1, seed=0, clean_train_size=8, precision="float32"), lambda e, logs: None)
+                                default_train_settings(source, 1, seed=0, clean_train_size=8, precision="float32"), lambda e, logs: None)
     logits = keras.ops.convert_to_numpy(trained(splits.x_val))
     expected = float(keras.losses.SparseCategoricalCrossentropy(from_logits=True)(splits.y_val, logits))
     assert result.history[VAL_DATA_LOSS][0] == pytest.approx(expected, rel=1e-4)

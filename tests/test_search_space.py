@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tune.engine.space import (
+from tune.engine.config import (
     BASELINE,
     DOMAINS,
     REGULARIZATION_DOMAINS,

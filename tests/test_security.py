@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tune.data import sources
-from tune.engine import space
+from tune.engine import config as space
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tune"
 SOURCES = {path.relative_to(PACKAGE.parent).as_posix(): ast.parse(path.read_text()) for path in PACKAGE.rglob("*.py")}

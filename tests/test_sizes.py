@@ -13,10 +13,10 @@ from scripted import EPOCHS, ScriptedTrainer, describe_scripted, regularized_cur
 from tune.commands.run import RunOverrides, run_study
 from tune.commands.sizes import parse_sizes, run_data_sizes
 from tune.contract import EpochHook, Params, Splits, TrainingResult, TrainSettings
-from tune.engine.storage import default_storage_url, open_storage
 from tune.errors import SpaceError
 from tune.paths import report_dir
 from tune.report.data_sizes import FIGURE_FILE, TABLE_FILE
+from tune.runtime.storage import default_storage_url, open_storage
 
 DROPOUTS = [0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95]
 

@@ -8,12 +8,18 @@ from typing import Any
 import optuna
 import pytest
 from conftest import tiny_space
-from scripted import EPOCHS, SPLITS, RecordingTracker, ScriptedTrainer, regularized_curves
+from scripted import (
+    EPOCHS,
+    SPLITS,
+    RecordingTracker,
+    ScriptedTrainer,
+    regularized_curves,
+)
 
 from tune.contract import DEFAULT_OBJECTIVE, Params
+from tune.engine.config import DOMAINS, SearchSpace
 from tune.engine.diagnosis import BALANCED, OVER_REGULARIZED, UNDER_REGULARIZED
 from tune.engine.objective import TrialContext, make_objective
-from tune.engine.space import DOMAINS, SearchSpace
 from tune.report.steering import KEEP, LESS, MORE, NONE, knob_maps, recommend
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -6,7 +6,7 @@ import pytest
 import redis.connection
 from sqlalchemy.engine import make_url
 
-from tune.engine.storage import redact
+from tune.runtime.storage import redact
 
 URLS = [  # (url, the host that must stay readable)
     ("postgresql://tune:hunter2-pw@db.example:5432/studies", "db.example:5432"),

@@ -17,12 +17,17 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 from scripted import EPOCHS, SPLITS, ScriptedTrainer, regularized_curves
 
-from tune.contract import DEFAULT_OBJECTIVE, OBJECTIVES, VAL_ACCURACY, Objective
-from tune.engine import trial_record
+from tune.commands.report import publish_report
+from tune.contract import (
+    DEFAULT_OBJECTIVE,
+    OBJECTIVES,
+    VAL_ACCURACY,
+    Objective,
+    TrialAttr,
+)
+from tune.engine.config import SearchSpace
 from tune.engine.objective import TrialContext, TrialEnd, make_objective
-from tune.engine.liveness import Worker
-from tune.engine.space import SearchSpace
-from tune.report.publish import publish_report
+from tune.runtime.liveness import Worker
 from tune.tracking.tracker import (
     BEST_RUN_TAG,
     BEST_TAG,
@@ -193,7 +198,7 @@ def test_the_parent_run_holds_the_best_trial_numbers_and_links_to_its_run(stores
 
     client = MlflowClient(uri)
     best = study.best_trial
-    best_run = best.user_attrs[trial_record.RUN_ID]
+    best_run = best.user_attrs[TrialAttr.RUN_ID]
     assert best_runs(client, tracker) == [best_run] and best.params["dropout"] == 0.5
     trial = client.get_run(best_run)
     assert trial.info.run_name == f"{STUDY} #{best.number} COMPLETE {trial.data.tags[REGIME_TAG]}"

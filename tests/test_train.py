@@ -19,7 +19,7 @@ from tune.commands.run import RunOverrides, run_study
 from tune.commands.train import train_config
 from tune.contract import DEFAULT_OBJECTIVE, TEST_ACCURACY
 from tune.data.sources import load_dataset
-from tune.engine.space import Origin, SearchSpace, dump_space
+from tune.engine.config import Origin, SearchSpace, dump_space
 from tune.errors import SpaceError
 from tune.paths import mlflow_database
 from tune.tracking.tracker import REGIME_TAG, ROLE_TAG, SOURCE_TRIAL_TAG

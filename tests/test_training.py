@@ -17,9 +17,8 @@ from tune.contract import (
     ModelSource,
     Splits,
     TrainingResult,
-    TrainSettings,
 )
-from tune.engine.space import DEFAULTS
+from tune.engine.config import DEFAULTS, default_train_settings
 from tune.errors import TrainingDiverged
 from tune.training import fit, pipeline
 from tune.training.fit import fit_model, train_model
@@ -39,7 +38,7 @@ def train(
     params: dict[str, Any], splits: Splits, epochs: int, on_epoch: EpochHook = ignore,
     model_name: str = "seed_cnn", **settings: Any,
 ) -> TrainingResult:
-    return train_model(params, splits, TrainSettings(ModelSource(BUILTIN, model_name), epochs, seed=1, **settings), on_epoch)
+    return train_model(params, splits, default_train_settings(ModelSource(BUILTIN, model_name), epochs, seed=1, **settings), on_epoch)
 
 
 def _images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -65,7 +64,7 @@ def regularized(
     model, result = fit_model(
         {**PARAMS, "l2_dense": 1e-2, "dropout": 0.5},
         overfitting_splits,
-        TrainSettings(ModelSource(), epochs=3, seed=1),
+        default_train_settings(ModelSource(), epochs=3, seed=1),
         lambda epoch, logs: calls.append((epoch, logs)),
     )
     return result, calls, model
@@ -116,7 +115,7 @@ def test_an_accuracy_objective_early_stops_and_keeps_weights_on_validation_accur
 ) -> None:
     """``study.objective: val_accuracy``: the epoch kept, the value and the early stop all follow
     validation accuracy (first highest), and the model returned has that epoch's weights."""
-    settings = TrainSettings(ModelSource(), epochs=6, seed=1, objective=OBJECTIVES[VAL_ACCURACY])
+    settings = default_train_settings(ModelSource(), epochs=6, seed=1, objective=OBJECTIVES[VAL_ACCURACY])
     model, result = fit_model({**PARAMS, "early_stopping_patience": 2}, overfitting_splits, settings, ignore)
     accuracy = result.history[VAL_ACCURACY]
     best = int(np.argmax(accuracy))
@@ -241,5 +240,5 @@ def test_auto_precision_takes_bfloat16_only_where_the_cpu_computes_it(flags: fro
 
 def test_auto_precision_trains_here(overfitting_splits: Splits) -> None:
     expected = fit.resolve_precision("auto")
-    model, _ = fit_model(PARAMS, overfitting_splits, TrainSettings(ModelSource(), 1, seed=1, precision="auto"), ignore)
+    model, _ = fit_model(PARAMS, overfitting_splits, default_train_settings(ModelSource(), 1, seed=1, precision="auto"), ignore)
     assert model.dtype_policy.name == expected

@@ -14,8 +14,13 @@ import yaml
 from conftest import tiny_space, tune_cli, write_space
 from mlflow.tracking import MlflowClient
 
-from tune.engine.storage import open_storage
-from tune.tracking.tracker import MODEL_LAYERS_FILE, MODEL_SHA256_TAG, MODEL_SOURCE_TAG, ROLE_TAG
+from tune.runtime.storage import open_storage
+from tune.tracking.tracker import (
+    MODEL_LAYERS_FILE,
+    MODEL_SHA256_TAG,
+    MODEL_SOURCE_TAG,
+    ROLE_TAG,
+)
 
 L = keras.layers
 SHAPE = (32, 32, 3)

@@ -27,12 +27,12 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import FrozenTrial, TrialState
 from test_ui import free_port, serves, wait_for
 
-from tune.engine.liveness import RETRY_OF, WORKER, Worker
-from tune.engine.space import SearchSpace
-from tune.engine.storage import open_storage
+from tune.contract import TrialAttr
+from tune.engine.config import SearchSpace
 from tune.engine.study import open_study
-from tune.engine.trial_record import FAILURE, RUN_ID
-from tune.processes import signal_group, stop_group
+from tune.runtime.liveness import Worker
+from tune.runtime.processes import signal_group, stop_group
+from tune.runtime.storage import open_storage
 from tune.tracking.tracker import FAILURE_TAG, PARENT_TAG, ROLE_TAG
 
 TRIALS_PER_WORKER = 2
@@ -171,7 +171,7 @@ def finish(workers: list[subprocess.Popen[str]]) -> list[str]:
 def assert_every_trial_stored_once(storage: str, study_name: str, count: int) -> list[FrozenTrial]:
     trials = optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
     assert sorted(t.number for t in trials) == list(range(count))
-    unfinished = {t.number: (t.state.name, t.user_attrs.get(FAILURE)) for t in trials if t.state != TrialState.COMPLETE}
+    unfinished = {t.number: (t.state.name, t.user_attrs.get(TrialAttr.FAILURE)) for t in trials if t.state != TrialState.COMPLETE}
     assert not unfinished, f"trials not COMPLETE (state, failure): {unfinished}"
     assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
     return trials
@@ -261,8 +261,8 @@ def trials_mid_training(storage: str, study_name: str) -> dict[int, FrozenTrial]
         trials = optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
     except KeyError:  # no worker has created the study yet
         return {}
-    return {Worker.from_json(t.user_attrs[WORKER]).pid: t for t in trials
-            if t.state == TrialState.RUNNING and t.intermediate_values and WORKER in t.user_attrs}
+    return {Worker.from_json(t.user_attrs[TrialAttr.WORKER]).pid: t for t in trials
+            if t.state == TrialState.RUNNING and t.intermediate_values and TrialAttr.WORKER in t.user_attrs}
 
 
 def wait_mid_trial(storage: str, study_name: str, workers: list[subprocess.Popen[str]]) -> tuple[subprocess.Popen[str], FrozenTrial]:
@@ -326,15 +326,15 @@ def test_two_workers_one_killed_mid_trial_the_next_run_spares_the_survivor(tmp_p
 
     trials = optuna.load_study(study_name=study_name, storage=open_storage(storage)).trials
     assert [t.state for t in trials].count(TrialState.COMPLETE) == 2 and len(trials) == 3, "each run ran its one trial"
-    assert trials[spared.number].state == TrialState.COMPLETE and FAILURE not in trials[spared.number].user_attrs
+    assert trials[spared.number].state == TrialState.COMPLETE and TrialAttr.FAILURE not in trials[spared.number].user_attrs
     assert trials[dead.number].state == TrialState.FAIL
-    assert f"its worker {socket.gethostname()}:{killed.pid} died" in trials[dead.number].user_attrs[FAILURE]
-    (retry,) = [t for t in trials if t.user_attrs.get(RETRY_OF) == dead.number]
+    assert f"its worker {socket.gethostname()}:{killed.pid} died" in trials[dead.number].user_attrs[TrialAttr.FAILURE]
+    (retry,) = [t for t in trials if t.user_attrs.get(TrialAttr.RETRY_OF) == dead.number]
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
-    assert Worker.from_json(retry.user_attrs[WORKER]).pid == again.pid
+    assert Worker.from_json(retry.user_attrs[TrialAttr.WORKER]).pid == again.pid
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns/mlflow.db'}")
-    dead_run, spared_run = (client.get_run(trials[t.number].user_attrs[RUN_ID]) for t in (dead, spared))
+    dead_run, spared_run = (client.get_run(trials[t.number].user_attrs[TrialAttr.RUN_ID]) for t in (dead, spared))
     assert dead_run.info.status == "FAILED" and "died" in dead_run.data.tags[FAILURE_TAG]
     assert client.get_run(dead_run.data.tags[PARENT_TAG]).info.status == "KILLED"
     assert spared_run.info.status == "FINISHED" and FAILURE_TAG not in spared_run.data.tags

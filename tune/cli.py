@@ -13,11 +13,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from tune.engine.space import SPACE_FORMATS
-from tune.engine.storage import STORAGE_ENV
-from tune.training.tf_logs import choose_tensorflow_logs, filter_stderr
+from tune.engine.config import SPACE_FORMATS
 from tune.errors import Interrupted, TuneError
-from tune.processes import answer_ctrl_c
+from tune.runtime.processes import answer_ctrl_c
+from tune.runtime.storage import STORAGE_ENV
+from tune.training.tf_logs import choose_tensorflow_logs, filter_stderr
 
 app = typer.Typer(
     help="Find how much regularization a Keras image model needs (Optuna + MLflow).",
@@ -82,13 +82,12 @@ def run(
 ) -> None:
     """Run (or resume) the study a search-space file describes."""
     answer_ctrl_c()
+    import optuna
     from rich.console import Console
 
-    import optuna
-
+    from tune.commands.progress import Verbosity
     from tune.commands.run import RunOverrides, run_study
     from tune.commands.sizes import parse_sizes, run_data_sizes
-    from tune.progress import Verbosity
 
     if quiet and verbose:
         raise typer.BadParameter("--quiet and --verbose exclude each other")
@@ -175,14 +174,21 @@ def report(
     study: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
+    early_calls: Annotated[bool, typer.Option(
+        "--early-calls", help="also replay the early regime call on the stored curves: how often it agrees with the full run")] = False,
+    classes: Annotated[int, typer.Option(min=2, help="number of classes, for --early-calls: sets chance accuracy")] = 10,
 ) -> None:
     """Diagnose every trial of a study: regimes, parameter effects, plots; logged to MLflow."""
     from tune.commands.export import study_name_of
-    from tune.report.publish import report_study
+    from tune.commands.report import report_study, write_early_calls
     from tune.report.text import render_text
 
     quiet_libraries()
-    typer.echo(render_text(report_study(study_name_of(study), storage=storage, tracking_uri=tracking_uri)))
+    name = study_name_of(study)
+    typer.echo(render_text(report_study(name, storage=storage, tracking_uri=tracking_uri)))
+    if early_calls:
+        table, folder = write_early_calls(name, storage=storage, classes=classes)
+        typer.echo(table + f"written to {folder}")
 
 
 @app.command()
@@ -192,7 +198,7 @@ def ui(
 ) -> None:
     """Open the MLflow UI on these stores, bound to 127.0.0.1."""
     from tune.commands.ui import study_pages, ui_command
-    from tune.processes import LOOPBACK, serve
+    from tune.runtime.processes import LOOPBACK, serve
     from tune.tracking.tracker import default_tracking_uri
 
     uri = tracking_uri or default_tracking_uri()
@@ -209,6 +215,6 @@ def dashboard(
 ) -> None:
     """Open optuna-dashboard on the study storage, bound to 127.0.0.1."""
     from tune.commands.dashboard import serve_dashboard
-    from tune.engine.storage import default_storage_url
+    from tune.runtime.storage import default_storage_url
 
     raise typer.Exit(serve_dashboard(storage or default_storage_url(), port, typer.echo))

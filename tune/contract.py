@@ -17,7 +17,8 @@ import numpy as np
 # Names training accepts, kept here so the search-space schema and the CLI validate them without
 # loading TensorFlow; ``tune.training`` maps each to its implementation.
 SEED_CNN = "seed_cnn"
-MODEL_NAMES: tuple[str, ...] = (SEED_CNN, "vgg_bn")
+VGG_BN = "vgg_bn"
+MODEL_NAMES: tuple[str, ...] = (SEED_CNN, VGG_BN)
 # Where a model comes from: one of tune's built-in architectures, a saved ``.keras`` file, or the
 # user's function ``build(input_shape, num_classes) -> keras.Model``.
 BUILTIN, FILE, BUILDER = "builtin", "file", "builder"
@@ -52,6 +53,18 @@ TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
 # Per-epoch gaps between the honest curves (validation minus clean train for the loss, clean train
 # minus validation for the accuracy: both grow as a model overfits).
 GAP_LOSS, GAP_ACCURACY = "gap_loss", "gap_accuracy"
+
+
+class TrialAttr:
+    """The keys of what a trial stores on its Optuna record besides params and value, so a study
+    can be reported on, exported and recovered from its storage alone: the engine writes the
+    regime, diagnosis and curves (``tune.engine.trial_record``), the runtime the worker and its
+    heartbeat (``tune.runtime.liveness``), the tracker's run id and the study's queueing marks."""
+
+    REGIME, DIAGNOSIS, CURVES, RUN_ID = "regime", "diagnosis", "curves", "mlflow_run_id"
+    BASELINE, WARM_START, RETRY_OF = "baseline", "warm_start", "retry_of"
+    FAILURE, WORKER, HEARTBEAT = "failure", "worker", "heartbeat"
+
 
 Direction = Literal["minimize", "maximize"]
 
@@ -105,6 +118,11 @@ BEST_EPOCH, EPOCHS_RUN = "best_epoch", "epochs_run"
 
 def at_best(metric: str) -> str:
     return f"best_{metric}"
+
+
+def at_final(metric: str) -> str:
+    """A metric at the last epoch, as the diagnosis reads it (smoothed over its last epochs)."""
+    return f"final_{metric}"
 
 
 def at_best_epoch(curves: Curves, objective: Objective) -> dict[str, float]:
@@ -190,14 +208,15 @@ class ModelFacts:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How to train, beyond the searched hyperparameters: the study fixes these for every trial."""
+    """How to train, beyond the searched hyperparameters: the study fixes these for every trial.
+    Their defaults live with the rest of the study configuration (``tune.engine.config``)."""
 
     model: ModelSource
     epochs: int
     seed: int
-    precision: str = AUTO_PRECISION
-    clean_train_size: int = 5000
-    objective: Objective = DEFAULT_OBJECTIVE
+    precision: str
+    clean_train_size: int
+    objective: Objective
     # False trains every epoch and keeps the last weights: ``tune train --full``, whose validation
     # images are part of its training set, so they cannot choose an epoch.
     keep_best: bool = True

@@ -1,6 +1,6 @@
 """Where ``tune`` keeps things on disk: one store folder (``mlruns/`` unless ``$TUNE_STORE_DIR``
 says otherwise) holding the Optuna journal, the MLflow database and artifacts, reports and
-exports. Storage URLs, which may point anywhere, are ``tune.engine.storage``'s business."""
+exports. Storage URLs, which may point anywhere, are ``tune.runtime.storage``'s business."""
 
 from __future__ import annotations
 

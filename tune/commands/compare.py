@@ -10,8 +10,8 @@ from tune.commands.export import exported_configs, study_name_of
 from tune.commands.run import Echo
 from tune.commands.train import Plan, Retrain, checked_model, held_out, retrain_seeds
 from tune.contract import SEED_CNN, TEST_ACCURACY, TEST_LOSS, Scalar
+from tune.engine.config import BASELINE, DEFAULTS, FROM_MODEL, SearchSpace
 from tune.engine.diagnosis import FINAL_GAP_LOSS
-from tune.engine.space import BASELINE, DEFAULTS, FROM_MODEL, SearchSpace
 from tune.engine.study import load_existing_study
 from tune.paths import report_dir
 from tune.report.comparison import ArmSummary, comparison_figure, comparison_markdown

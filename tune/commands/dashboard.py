@@ -13,8 +13,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from tune.engine.storage import STORAGE_ENV, open_storage, redact
-from tune.processes import LOOPBACK, serve
+from tune.runtime.processes import LOOPBACK, serve
+from tune.runtime.storage import STORAGE_ENV, open_storage, redact
 
 
 def dashboard_command(port: int) -> list[str]:

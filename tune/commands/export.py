@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial
 
 from tune import __version__
 from tune.contract import VAL_ACCURACY, Objective, best_epoch
-from tune.engine.space import Origin, SearchSpace, dump_space, load_space
+from tune.engine.config import Origin, SearchSpace, dump_space, load_space
 from tune.engine.study import load_existing_study, stored_space, study_objective
 from tune.engine.trial_record import ranked, trial_curves, trial_diagnosis
 from tune.errors import StudyError

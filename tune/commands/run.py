@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,25 +14,37 @@ import optuna
 from optuna.trial import TrialState
 from rich.console import Console
 
-from tune.contract import Describer, ModelFacts, Splits, Trainer
+from tune.commands.progress import Echo, RunProgress, Verbosity
+from tune.commands.report import publish_report
+from tune.contract import Describer, ModelFacts, Splits, Trainer, TrialAttr
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine import trial_record
+from tune.engine.config import SearchSpace, dump_space, load_space
 from tune.engine.knobs import check_knobs, reference_values, rewrite_notes
-from tune.engine.liveness import recover_dead_trials
 from tune.engine.model_source import layer_table, pin
 from tune.engine.objective import INTERRUPTED, TrialContext, make_objective
-from tune.engine.space import SearchSpace, dump_space, load_space
-from tune.engine.storage import default_storage_url, redact
 from tune.engine.study import open_study, study_objective
 from tune.errors import StudyError
-from tune.processes import deliver_held, handling, interrupt
-from tune.progress import Echo, RunProgress, Verbosity
-from tune.report.publish import publish_report
+from tune.report.curves import learning_curve_figure
 from tune.report.text import render_text
+from tune.runtime.liveness import recover_dead_trials
+from tune.runtime.processes import STOP_SIGNALS, deliver_held, handling, interrupt
+from tune.runtime.storage import default_storage_url, redact
 from tune.tracking.provenance import provenance_tags
-from tune.tracking.tracker import MODEL_LAYERS_FILE, MODEL_PARAMETERS, MODEL_SHA256_TAG, MODEL_SOURCE_TAG, Tracker
-from tune.training.isolated import close_trial_process, describe_isolated, start_fork_server, train_isolated
+from tune.tracking.tracker import (
+    MODEL_LAYERS_FILE,
+    MODEL_PARAMETERS,
+    MODEL_SHA256_TAG,
+    MODEL_SOURCE_TAG,
+    Tracker,
+)
+from tune.training.isolated import (
+    close_trial_process,
+    describe_isolated,
+    start_fork_server,
+    train_isolated,
+)
 
 
 @dataclass(frozen=True)
@@ -80,9 +91,9 @@ def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
 @contextmanager
 def _signals_interrupt() -> Iterator[None]:
     """TERM and HUP (a closed terminal, a scheduler's stop) end the run the way Ctrl-C does, and
-    none of them lands inside a store write (``tune.processes.interrupts_held``)."""
+    none of them lands inside a store write (``tune.runtime.processes.interrupts_held``)."""
     try:
-        with handling((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), interrupt):
+        with handling(STOP_SIGNALS, interrupt):
             yield
     finally:
         deliver_held()  # one that came while the last trial was being recorded
@@ -91,7 +102,7 @@ def _signals_interrupt() -> Iterator[None]:
 def _recover(study: optuna.Study, tracker: Tracker, progress: RunProgress) -> None:
     """What dead workers left RUNNING, in Optuna and in MLflow, is closed before new trials start."""
     for trial, reason in recover_dead_trials(study):
-        tracker.close_dead_trial(trial.user_attrs.get(trial_record.RUN_ID), reason)
+        tracker.close_dead_trial(trial.user_attrs.get(TrialAttr.RUN_ID), reason)
         progress.line(f"trial {trial.number:>3}  FAIL     ({reason}); its parameters are queued again")
     tracker.close_dead_parents()
 
@@ -141,16 +152,18 @@ def _next_steps(name: str, storage: str | None, tracking_uri: str | None, tracke
 
 def run_study(
     path: Path, overrides: RunOverrides, *, storage: str | None, tracking_uri: str | None,
-    echo: Echo = print, trainer: Trainer = train_isolated, verbosity: Verbosity = Verbosity.NORMAL,
+    echo: Echo = print, trainer: Trainer | None = None, verbosity: Verbosity = Verbosity.NORMAL,
     console: Console | None = None, describer: Describer = describe_isolated,
 ) -> optuna.Study:
     """Validate, load data, open the study and its parent run, run the trials, report. Lines go to
-    ``echo``, or above a live progress bar on ``console``, a terminal."""
+    ``echo``, or above a live progress bar on ``console``, a terminal. With no ``trainer``, trials
+    train in the isolated trial process, whose fork server starts before the data loads."""
     progress = RunProgress(echo, verbosity, console)
     space = resolve_space(path, overrides)
     name = space.study_name(path)
-    if trainer is train_isolated:
+    if trainer is None:
         start_fork_server()
+        trainer = train_isolated
     splits = load_splits(space)
     space, facts = prepare_model(space, splits, path, describer, f"study {name!r} began")
     progress.line(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, "
@@ -158,7 +171,7 @@ def run_study(
     for note in rewrite_notes(space, facts):
         progress.line(f"note: {note}")
     study = open_study(space, name, storage, str(path), reference_values(space, facts))
-    tracker = Tracker(name, tracking_uri)
+    tracker = Tracker(name, tracking_uri, draw_curves=learning_curve_figure)
     _recover(study, tracker, progress)
     parent = _start_parent(tracker, space, name, path, storage, facts)
     ctx = TrialContext(space, splits, name, parent, space.study.sampler.seed or 0)

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import optuna
 
+from tune.commands.progress import Echo
 from tune.commands.run import RunOverrides, resolve_space
 from tune.errors import SpaceError
 from tune.paths import report_dir
-from tune.progress import Echo
-from tune.report.data_sizes import size_markdown, size_rows, size_study_name, write_size_report
+from tune.report.data_sizes import (
+    size_markdown,
+    size_rows,
+    size_study_name,
+    write_size_report,
+)
 
 Run = Callable[[Path, RunOverrides], optuna.Study]
 

@@ -31,11 +31,12 @@ from tune.contract import (
 )
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning, with_validation_in_training
+from tune.engine.config import SearchSpace, load_space
 from tune.engine.diagnosis import Diagnosis, diagnose
-from tune.engine.space import SearchSpace, load_space
 from tune.errors import SpaceError
 from tune.paths import models_dir
 from tune.report.comparison import mean_and_spread
+from tune.report.curves import learning_curve_figure
 from tune.tracking.tracker import SEED_TAG, SOURCE_TRIAL_TAG, Tracker
 
 
@@ -99,7 +100,9 @@ def held_out(space: SearchSpace, echo: Echo) -> HeldOut:
 def checked_model(space: SearchSpace, splits: Splits, path: Path | str, pinned_by: str) -> tuple[SearchSpace, ModelFacts]:
     """The config's model, unchanged since ``pinned_by`` and able to take every knob, before any run
     is written. In this process: a retrain loads TensorFlow here anyway."""
-    from tune.training.models import describe  # here, so importing this module stays TensorFlow-free
+    from tune.training.models import (
+        describe,  # here, so importing this module stays TensorFlow-free
+    )
 
     return prepare_model(space, splits, Path(path), describe, pinned_by)
 
@@ -113,7 +116,7 @@ def train_config(
     data_held_out = held_out(space, echo)
     space, _ = checked_model(space, data_held_out.splits, path, f"{path} was exported")
     name = model_name(space, path)
-    tracker = Tracker(name, tracking_uri)
+    tracker = Tracker(name, tracking_uri, draw_curves=learning_curve_figure)
     plan = Plan(space, name, tracker.latest_parent(), full)
     retrains = retrain_seeds(plan, data_held_out, seeds, tracker, echo)
     echo(summary_line(retrains))

@@ -1,7 +1,7 @@
 """``tune ui``: the MLflow UI on these stores, stopped with ``tune`` however ``tune`` is stopped.
 
 ``mlflow ui`` runs a server with worker processes of its own. Were ``tune`` to die alone, they
-would keep the port, so ``tune.processes.serve`` gives the server a process group of its own and
+would keep the port, so ``tune.runtime.processes.serve`` gives the server a process group of its own and
 ends that whole group on every signal that ends ``tune``.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from tune.processes import LOOPBACK
+from tune.runtime.processes import LOOPBACK
 from tune.tracking.tracker import Tracker, runs_page, study_names
 
 

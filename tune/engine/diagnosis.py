@@ -34,11 +34,14 @@ from pydantic import ConfigDict, Field
 from tune.contract import (
     CLEAN_TRAIN_ACCURACY,
     CLEAN_TRAIN_LOSS,
+    GAP_ACCURACY,
+    GAP_LOSS,
     HONEST_CURVES,
     OBJECTIVES,
     VAL_ACCURACY,
     VAL_DATA_LOSS,
     Curves,
+    at_final,
     best_epoch,
 )
 
@@ -46,7 +49,7 @@ REGIMES = ("under-regularized", "over-regularized", "balanced", "inconclusive")
 UNDER_REGULARIZED, OVER_REGULARIZED, BALANCED, INCONCLUSIVE = REGIMES
 
 # The diagnosis number the report ranks and bins trials by: end gap, validation minus clean train.
-FINAL_GAP_LOSS = "final_gap_loss"
+FINAL_GAP_LOSS, FINAL_GAP_ACCURACY = at_final(GAP_LOSS), at_final(GAP_ACCURACY)
 _TINY_LOSS = 1e-12
 # The limits of each threshold, declared once: the search-space schema validates the
 # ``diagnosis:`` section against them (pydantic reads ``Annotated`` fields of a dataclass).
@@ -225,7 +228,7 @@ def _accuracy_numbers(honest: dict[str, np.ndarray], t: Thresholds) -> dict[str,
     return {
         CLEAN_TRAIN_ACCURACY: train,
         VAL_ACCURACY: val,
-        "final_gap_accuracy": train - val,
+        FINAL_GAP_ACCURACY: train - val,
         "train_accuracy_slope": _slope(honest[CLEAN_TRAIN_ACCURACY], t.flat_window),
         "val_accuracy_slope": _slope(honest[VAL_ACCURACY], t.flat_window),
     }
@@ -238,7 +241,7 @@ def _classify(n: dict[str, float], t: Thresholds, chance: float) -> tuple[str, s
     if rising or n[FINAL_GAP_LOSS] >= t.overfit_gap:
         return UNDER_REGULARIZED, _overfit_reason(n, t, rising)
     low_ceiling = chance + t.underfit_accuracy * (1.0 - chance)
-    if n[CLEAN_TRAIN_ACCURACY] < low_ceiling and abs(n["final_gap_accuracy"]) <= t.underfit_gap:
+    if n[CLEAN_TRAIN_ACCURACY] < low_ceiling and abs(n[FINAL_GAP_ACCURACY]) <= t.underfit_gap:
         if max(n["train_accuracy_slope"], n["val_accuracy_slope"]) < t.flat_slope:
             return OVER_REGULARIZED, _underfit_reason(n, t, low_ceiling)
         return INCONCLUSIVE, _still_learning_reason(n, t)

@@ -9,7 +9,15 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tune.contract import ModelFacts, Scalar
-from tune.engine.space import BASELINE, DEFAULTS, DOMAINS, FROM_MODEL, CategoricalSpec, ParamSpec, SearchSpace
+from tune.engine.config import (
+    BASELINE,
+    DEFAULTS,
+    DOMAINS,
+    FROM_MODEL,
+    CategoricalSpec,
+    ParamSpec,
+    SearchSpace,
+)
 from tune.errors import SpaceError
 
 

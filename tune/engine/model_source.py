@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tune.contract import BUILTIN, FILE, ModelFacts, ModelSource
-from tune.engine.space import SearchSpace
+from tune.engine.config import SearchSpace
 from tune.errors import ModelError
 
 _CHUNK = 1 << 20

@@ -16,14 +16,31 @@ from typing import Protocol
 import optuna
 from optuna.trial import TrialState
 
-from tune.contract import Curves, EpochHook, Objective, Params, Splits, Trainer, at_best_epoch, generalization_gaps
-from tune.engine import liveness, trial_record
-from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED, Diagnosis, diagnose, early_call
-from tune.engine.space import SearchSpace
+from tune.contract import (
+    Curves,
+    EpochHook,
+    Objective,
+    Params,
+    Splits,
+    Trainer,
+    TrialAttr,
+    at_best_epoch,
+    generalization_gaps,
+)
+from tune.engine import trial_record
+from tune.engine.config import SearchSpace
+from tune.engine.diagnosis import (
+    INCONCLUSIVE,
+    OVER_REGULARIZED,
+    UNDER_REGULARIZED,
+    Diagnosis,
+    diagnose,
+    early_call,
+)
 from tune.engine.study import suggest_params
 from tune.errors import TuneError
-from tune.processes import interrupts_held
-from tune.training.isolated import train_isolated
+from tune.runtime import liveness
+from tune.runtime.processes import interrupts_held
 
 NO_EPOCH = "no epoch finished: the trial failed before its first epoch ended"
 INTERRUPTED = "interrupted"
@@ -67,7 +84,7 @@ class TrialContext:
 
 
 def make_objective(
-    ctx: TrialContext, tracker: TrialTracker, trainer: Trainer = train_isolated
+    ctx: TrialContext, tracker: TrialTracker, trainer: Trainer
 ) -> Callable[[optuna.Trial], float]:
     def objective(trial: optuna.Trial) -> float:
         curves: defaultdict[str, list[float]] = defaultdict(list)
@@ -77,7 +94,7 @@ def make_objective(
                 liveness.claim(trial)
                 params = suggest_params(trial, ctx.space)
                 run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
-                trial.set_user_attr(trial_record.RUN_ID, run_id)
+                trial.set_user_attr(TrialAttr.RUN_ID, run_id)
             settings = ctx.space.train_settings(ctx.seed + trial.number)
             result = trainer(params, ctx.splits, settings, _epoch_hook(trial, ctx, tracker, run_id, curves, settings.objective))
             state, value = TrialState.COMPLETE, result.value

@@ -11,10 +11,10 @@ from typing import Any
 import optuna
 from pydantic import BaseModel
 
-from tune.contract import DEFAULT_OBJECTIVE, OBJECTIVES, Objective, Scalar
-from tune.engine import trial_record
-from tune.engine.space import (
+from tune.contract import DEFAULT_OBJECTIVE, OBJECTIVES, Objective, Scalar, TrialAttr
+from tune.engine.config import (
     BASELINE,
+    TYPICAL,
     CategoricalSpec,
     FloatSpec,
     IntSpec,
@@ -22,11 +22,11 @@ from tune.engine.space import (
     SamplerSettings,
     SearchSpace,
     SearchSpec,
-    TYPICAL,
     validate_space,
 )
-from tune.engine.storage import default_storage_url, journal_path, open_storage, queue_lock, redact
 from tune.errors import StudyError
+from tune.runtime.locks import queue_lock
+from tune.runtime.storage import default_storage_url, journal_path, open_storage, redact
 
 log = logging.getLogger(__name__)
 SPACE_ATTR = "search_space"
@@ -153,9 +153,9 @@ def open_study(
 def _enqueue_first_trials(study: optuna.Study, space: SearchSpace, reference: Mapping[str, Scalar]) -> None:
     """Each once per study, however many workers open it."""
     if space.study.baseline and space.searched():
-        study.enqueue_trial(baseline_params(space, reference), user_attrs={trial_record.BASELINE: True}, skip_if_exists=True)
+        study.enqueue_trial(baseline_params(space, reference), user_attrs={TrialAttr.BASELINE: True}, skip_if_exists=True)
     if space.study.warm_start and space.searched():
-        study.enqueue_trial(warm_start_params(space), user_attrs={trial_record.WARM_START: True}, skip_if_exists=True)
+        study.enqueue_trial(warm_start_params(space), user_attrs={TrialAttr.WARM_START: True}, skip_if_exists=True)
     for params in space.study.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
 

@@ -11,12 +11,9 @@ from collections.abc import Iterable
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tune.contract import HONEST_CURVES, Curves, Objective
+from tune.contract import HONEST_CURVES, Curves, Objective, TrialAttr
 from tune.engine.diagnosis import INCONCLUSIVE, Diagnosis
 
-REGIME, DIAGNOSIS, CURVES, BASELINE, RUN_ID = "regime", "diagnosis", "curves", "baseline", "mlflow_run_id"
-WARM_START = "warm_start"
-FAILURE = "failure"
 _REASON = "reason"
 NO_COMPLETED_TRIAL = "no completed trial"
 NOT_RECORDED = "no diagnosis recorded: the trial ended before it could be diagnosed"
@@ -26,14 +23,14 @@ def store(trial: optuna.Trial, diagnosis: Diagnosis, curves: Curves, failure: st
     """Curves are rounded to 6 digits: enough for plots, and the journal stays small. Optuna keeps
     no reason for a failed trial, so ``failure`` says why it failed."""
     if failure is not None:
-        trial.set_user_attr(FAILURE, failure)
-    trial.set_user_attr(REGIME, diagnosis.regime)
-    trial.set_user_attr(DIAGNOSIS, {_REASON: diagnosis.reason, **diagnosis.numbers})
-    trial.set_user_attr(CURVES, {k: [round(v, 6) for v in vs] for k, vs in curves.items()})
+        trial.set_user_attr(TrialAttr.FAILURE, failure)
+    trial.set_user_attr(TrialAttr.REGIME, diagnosis.regime)
+    trial.set_user_attr(TrialAttr.DIAGNOSIS, {_REASON: diagnosis.reason, **diagnosis.numbers})
+    trial.set_user_attr(TrialAttr.CURVES, {k: [round(v, 6) for v in vs] for k, vs in curves.items()})
 
 
 def trial_failure(trial: FrozenTrial) -> str | None:
-    return trial.user_attrs.get(FAILURE)
+    return trial.user_attrs.get(TrialAttr.FAILURE)
 
 
 def completed_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
@@ -52,22 +49,22 @@ def best_completed(trials: Iterable[FrozenTrial], objective: Objective) -> Froze
 
 def trial_regime(trial: FrozenTrial) -> str:
     """A trial still running, or whose process died before it was recorded, has no regime yet."""
-    return trial.user_attrs.get(REGIME, INCONCLUSIVE)
+    return trial.user_attrs.get(TrialAttr.REGIME, INCONCLUSIVE)
 
 
 def diagnosis_numbers(trial: FrozenTrial) -> dict[str, float]:
-    stored = trial.user_attrs.get(DIAGNOSIS, {})
+    stored = trial.user_attrs.get(TrialAttr.DIAGNOSIS, {})
     return {key: value for key, value in stored.items() if key != _REASON}
 
 
 def trial_diagnosis(trial: FrozenTrial) -> Diagnosis:
     """Rebuilt from user attributes, so the report needs neither MLflow nor a re-diagnosis."""
-    reason = trial.user_attrs.get(DIAGNOSIS, {}).get(_REASON, NOT_RECORDED)
+    reason = trial.user_attrs.get(TrialAttr.DIAGNOSIS, {}).get(_REASON, NOT_RECORDED)
     return Diagnosis(trial_regime(trial), reason, diagnosis_numbers(trial))
 
 
 def trial_curves(trial: FrozenTrial) -> Curves | None:
     """The stored curves when at least one epoch was recorded (what a learning-curve figure
     needs); None for a trial that failed before its first epoch ended."""
-    curves = trial.user_attrs.get(CURVES, {})
+    curves = trial.user_attrs.get(TrialAttr.CURVES, {})
     return curves if all(curves.get(key) for key in HONEST_CURVES) else None

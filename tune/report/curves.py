@@ -27,7 +27,13 @@ from tune.contract import (
     Objective,
     best_epoch,
 )
-from tune.engine.diagnosis import BALANCED, INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED, Diagnosis
+from tune.engine.diagnosis import (
+    BALANCED,
+    INCONCLUSIVE,
+    OVER_REGULARIZED,
+    UNDER_REGULARIZED,
+    Diagnosis,
+)
 
 REGIME_COLOURS: Mapping[str, str] = {
     UNDER_REGULARIZED: "#d62728",

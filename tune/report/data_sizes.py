@@ -18,9 +18,8 @@ from tune.engine.diagnosis import BALANCED
 from tune.engine.study import study_objective
 from tune.engine.trial_record import best_completed, trial_regime
 from tune.report.curves import REGIME_COLOURS, save_figure
-from tune.report.figures import is_log
+from tune.report.formatting import fmt, is_log
 from tune.report.steering import KnobMap, knob_maps, span_text
-from tune.report.text import fmt
 
 FIGURE_FILE, TABLE_FILE = "data_sizes.png", "data_sizes.md"
 

@@ -13,20 +13,26 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
-from matplotlib.ticker import NullFormatter
 from matplotlib.figure import Figure
-from optuna.distributions import BaseDistribution, CategoricalDistribution
+from matplotlib.ticker import NullFormatter
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from tune.contract import Objective
-from tune.engine.diagnosis import BALANCED, FINAL_GAP_LOSS, OVER_REGULARIZED, REGIMES, UNDER_REGULARIZED
-from tune.engine.space import LAMBDAS
+from tune.engine.config import LAMBDAS
+from tune.engine.diagnosis import (
+    BALANCED,
+    FINAL_GAP_LOSS,
+    OVER_REGULARIZED,
+    REGIMES,
+    UNDER_REGULARIZED,
+)
 from tune.engine.trial_record import (
     NO_COMPLETED_TRIAL,
     best_completed,
@@ -37,10 +43,9 @@ from tune.engine.trial_record import (
     trial_regime,
 )
 from tune.report.curves import REGIME_COLOURS, curves_side_by_side, save_figure
-
-if TYPE_CHECKING:
-    from tune.report.analysis import EffectBin
-    from tune.report.steering import KnobMap
+from tune.report.findings import EffectBin
+from tune.report.formatting import is_log, is_numeric
+from tune.report.steering import KnobMap
 
 _T = TypeVar("_T")
 _GREY = "#999999"
@@ -48,16 +53,6 @@ _GREY = "#999999"
 
 class _NothingToDraw(Exception):
     """A plot has no data in this study; its message goes into the report instead of the image."""
-
-
-def is_log(distribution: BaseDistribution | None) -> bool:
-    """Log-searched values are binned, labelled and plotted on a log scale."""
-    return bool(getattr(distribution, "log", False))
-
-
-def is_numeric(distribution: BaseDistribution) -> bool:
-    """Numeric values get value ranges and positions; categorical ones get their choices."""
-    return not isinstance(distribution, CategoricalDistribution)
 
 
 def lambda_name(distributions: Mapping[str, BaseDistribution]) -> str:

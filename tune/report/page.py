@@ -10,17 +10,21 @@ import base64
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tune.engine.diagnosis import INCONCLUSIVE, OVER_REGULARIZED, REGIMES, UNDER_REGULARIZED
+from tune.contract import Objective
+from tune.engine.diagnosis import (
+    INCONCLUSIVE,
+    OVER_REGULARIZED,
+    REGIMES,
+    UNDER_REGULARIZED,
+)
 from tune.engine.trial_record import NO_COMPLETED_TRIAL
 from tune.report.curves import REGIME_COLOURS
+from tune.report.findings import EffectBin, Report, TrialRow
+from tune.report.formatting import fmt
 from tune.report.steering import span_text
-from tune.report.text import epochs_text, fmt, states_text, trial_label
-
-if TYPE_CHECKING:
-    from tune.contract import Objective
-    from tune.report.analysis import EffectBin, Report, TrialRow
+from tune.report.text import epochs_text, states_text, trial_label
 
 _STAR = " \u2605"
 _PLOT_CAPTIONS = {

@@ -20,10 +20,15 @@ from optuna.trial import FrozenTrial
 from scipy.stats import spearmanr
 
 from tune.contract import Objective
-from tune.engine.diagnosis import BALANCED, INCONCLUSIVE, OVER_REGULARIZED, UNDER_REGULARIZED
-from tune.engine.space import DOMAINS, Domain
+from tune.engine.config import DOMAINS, Domain
+from tune.engine.diagnosis import (
+    BALANCED,
+    INCONCLUSIVE,
+    OVER_REGULARIZED,
+    UNDER_REGULARIZED,
+)
 from tune.engine.trial_record import best_completed, completed_trials, trial_regime
-from tune.report.text import fmt
+from tune.report.formatting import fmt
 
 # Where a regime lies on the way from too little to too much regularization.
 _SCORE = {UNDER_REGULARIZED: -1, BALANCED: 0, OVER_REGULARIZED: 1}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from optuna.trial import TrialState
 from rich import box
@@ -19,22 +18,11 @@ from rich.table import Table
 
 from tune.engine.diagnosis import REGIMES
 from tune.engine.trial_record import NO_COMPLETED_TRIAL
-
-if TYPE_CHECKING:
-    from tune.report.analysis import Report, TrialRow
+from tune.report.findings import Report, TrialRow
+from tune.report.formatting import fmt
 
 _TEXT_WIDTH = 100
 TOP = 30  # trials in the terminal table: a screenful
-
-
-def fmt(value: Any, log: bool = False) -> str:
-    """3 significant digits; log-distributed values in scientific notation so 1e-5 and 3e-4
-    line up."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool | str) or (isinstance(value, int) and not log):
-        return str(value)
-    return f"{value:.2e}" if log else f"{value:.3g}"
 
 
 def states_text(rows: Sequence[TrialRow]) -> str:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
@@ -23,12 +23,16 @@ from optuna.trial import TrialState
 
 from tune.contract import BEST_EPOCH, GAP_LOSS, VAL_ACCURACY, Curves, Objective, at_best
 from tune.engine.diagnosis import Diagnosis
-from tune.engine.liveness import Worker
-from tune.engine.storage import file_lock
 from tune.engine.objective import TrialEnd
 from tune.paths import artifacts_dir, mlflow_database
-from tune.report.curves import learning_curve_figure
+from tune.runtime.liveness import Worker
+from tune.runtime.locks import file_lock
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# MLflow's own variable for where runs go, honoured as every MLflow tool honours it.
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 PARENT_TAG = "mlflow.parentRunId"
 ROLE_TAG = "tune.role"
 STUDY_TAG = "tune.study"
@@ -68,7 +72,7 @@ MODEL_FOLDER = "model"
 def default_tracking_uri() -> str:
     """``$MLFLOW_TRACKING_URI`` if set, else a SQLite database in the store folder (MLflow 3 has
     no file store any more)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{mlflow_database().resolve()}"
+    return os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{mlflow_database().resolve()}"
 
 
 def runs_page(ui_url: str, experiment_id: str) -> str:
@@ -126,11 +130,22 @@ def _first_use_lock(tracking_uri: str) -> Iterator[None]:
         yield
 
 
+class CurveDrawer(Protocol):
+    """Draws a trial's learning curves with its verdict (``tune.report.curves.learning_curve_figure``):
+    passed in by the commands, so the tracker never imports the report or, unless asked to draw,
+    matplotlib."""
+
+    def __call__(self, curves: Curves, *, title: str, diagnosis: Diagnosis, objective: Objective) -> Figure: ...
+
+
 class Tracker:
     """MLflow writer for one study."""
 
-    def __init__(self, study_name: str, tracking_uri: str | None = None) -> None:
+    def __init__(
+        self, study_name: str, tracking_uri: str | None = None, *, draw_curves: CurveDrawer | None = None
+    ) -> None:
         self.study_name = study_name
+        self.draw_curves = draw_curves
         self.tracking_uri = tracking_uri or default_tracking_uri()
         with _first_use_lock(self.tracking_uri):
             self.client = MlflowClient(self.tracking_uri)
@@ -195,11 +210,12 @@ class Tracker:
 
     def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective) -> None:
         """The regime as a tag to filter on, its numbers as metrics to sort by, and the learning
-        curves with the verdict drawn on them, so the run page shows why the trial got it."""
+        curves with the verdict drawn on them (by ``draw_curves``), so the run page shows why the
+        trial got it."""
         self.log_metrics(run_id, {f"{DIAGNOSIS_PREFIX}{key}": value for key, value in diagnosis.numbers.items()})
         self.set_tags(run_id, {REGIME_TAG: diagnosis.regime, REASON_TAG: diagnosis.reason})
-        if curves:
-            figure = learning_curve_figure(curves, title=title, diagnosis=diagnosis, objective=objective)
+        if curves and self.draw_curves is not None:
+            figure = self.draw_curves(curves, title=title, diagnosis=diagnosis, objective=objective)
             self.client.log_figure(run_id, figure, LEARNING_CURVE_FILE)
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import keras
 
-from tune.contract import SEED_CNN
+from tune.contract import SEED_CNN, VGG_BN
 
 Builder = Callable[[tuple[int, ...], int], keras.Model]
 
@@ -50,4 +50,4 @@ def vgg_bn(input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     return model
 
 
-BUILT_INS: dict[str, Builder] = {SEED_CNN: seed_cnn, "vgg_bn": vgg_bn}
+BUILT_INS: dict[str, Builder] = {SEED_CNN: seed_cnn, VGG_BN: vgg_bn}

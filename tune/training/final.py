@@ -7,7 +7,16 @@ from pathlib import Path
 
 import keras
 
-from tune.contract import ACCURACY, DATA_LOSS, EpochHook, Params, Splits, TestedResult, TestSplit, TrainSettings
+from tune.contract import (
+    ACCURACY,
+    DATA_LOSS,
+    EpochHook,
+    Params,
+    Splits,
+    TestedResult,
+    TestSplit,
+    TrainSettings,
+)
 from tune.training.fit import fit_model
 from tune.training.pipeline import eval_dataset
 

@@ -114,7 +114,7 @@ def compile_model(model: keras.Model, params: Params, *, logits: bool = False) -
     """``loss`` includes the L1/L2 penalty; ``data_loss`` does not, so trials with different
     penalties can be compared (and pruned) on the same scale; a model ending in logits gets both
     from logits (accuracy is the same argmax either way). Public so the tuners that
-    ``tune.bench.peers`` races train exactly the model ``tune`` trains."""
+    ``benchmarks.peers`` races train exactly the model ``tune`` trains."""
     model.compile(
         optimizer=_OPTIMIZERS[str(params["optimizer"])](float(params["learning_rate"])),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=logits),

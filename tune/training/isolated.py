@@ -30,7 +30,15 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from tune.contract import EpochHook, ModelFacts, ModelSource, Params, Splits, TrainingResult, TrainSettings
+from tune.contract import (
+    EpochHook,
+    ModelFacts,
+    ModelSource,
+    Params,
+    Splits,
+    TrainingResult,
+    TrainSettings,
+)
 from tune.errors import TrialProcessDied, TuneError
 
 # Where ``train_model`` lives, which the fork server imports before forking, through the server's

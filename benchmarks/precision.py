@@ -16,13 +16,27 @@ from typing import Annotated, Any
 import optuna
 import typer
 
-from tune.bench.output import DataOption, OutOption, SpaceOption, bench_app, results_folder, write_results
-from tune.bench.studies import DEFAULT_SPACE, fixed_length_space, scratch_store
+from benchmarks.output import (
+    DataOption,
+    OutOption,
+    SpaceOption,
+    bench_app,
+    results_folder,
+    write_results,
+)
+from benchmarks.studies import DEFAULT_SPACE, fixed_length_space, scratch_store
 from tune.cli import quiet_libraries, user_errors
 from tune.commands.run import RunOverrides, run_study
-from tune.contract import AUTO_PRECISION, BEST_EPOCH, VAL_ACCURACY, Objective, at_best, at_best_epoch
+from tune.contract import (
+    AUTO_PRECISION,
+    BEST_EPOCH,
+    VAL_ACCURACY,
+    Objective,
+    at_best,
+    at_best_epoch,
+)
 from tune.engine import trial_record
-from tune.engine.space import load_space
+from tune.engine.config import load_space
 
 TABLE_FILE = "precision.md"
 PRECISIONS = ("float32", AUTO_PRECISION)
@@ -90,4 +104,4 @@ def run(
 
 
 if __name__ == "__main__":
-    app(prog_name="python -m tune.bench.precision")
+    app(prog_name="python -m benchmarks.precision")

@@ -1,24 +1,15 @@
 """How often the early regime call (``pruner.early_regime``) agrees with the label the full run
 earned, measured on a finished study's stored curves: each completed trial's first
 ``early_epochs`` epochs are judged again as the pruner would have judged them, no new training.
-
-``python -m tune.bench.early_calls STUDY [--storage URL] [--out DIR]`` writes
-``early_calls.json`` and ``early_calls.md``.
-"""
+``tune report --early-calls`` writes it beside the report."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
-from typing import Annotated
+from dataclasses import dataclass
 
-import typer
 from optuna.trial import FrozenTrial
 
-from tune.bench.output import OutOption, results_folder
-from tune.cli import user_errors
 from tune.engine.diagnosis import INCONCLUSIVE, Thresholds, early_call
-from tune.engine.study import load_existing_study, stored_space
 from tune.engine.trial_record import completed_trials, trial_curves, trial_regime
 
 JSON_FILE, TABLE_FILE = "early_calls.json", "early_calls.md"
@@ -71,30 +62,3 @@ def markdown(study: str, rows: list[Replay], thresholds: Thresholds) -> str:
         *(f"| {row.trial} | {row.epochs} | {row.early or '(none: trains on)'} | {row.final} |" for row in rows),
     ]
     return "\n".join(lines) + "\n"
-
-
-app = typer.Typer(add_completion=False)
-
-
-@app.command()
-@user_errors
-def main(
-    study: Annotated[str, typer.Argument(help="the study to replay")],
-    storage: Annotated[str | None, typer.Option(help="Optuna storage URL [default: the journal in mlruns/]")] = None,
-    classes: Annotated[int, typer.Option(min=2, help="number of classes: sets chance accuracy")] = 10,
-    out: OutOption = None,
-) -> None:
-    loaded = load_existing_study(study, storage)
-    thresholds = stored_space(loaded).diagnosis
-    rows = replay(loaded.trials, thresholds, classes)
-    folder = results_folder(out, "early_calls")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / JSON_FILE).write_text(json.dumps(
-        {"study": study, "early_epochs": thresholds.early_epochs, **summary(rows), "trials": [asdict(r) for r in rows]},
-        indent=2))
-    table = markdown(study, rows, thresholds)
-    (folder / TABLE_FILE).write_text(table)
-    typer.echo(table + f"written to {folder}")
-
-if __name__ == "__main__":
-    app()

@@ -19,9 +19,23 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
-from tune.contract import EpochHook, Params, Splits, Trainer, TrainingResult, TrainSettings
+from tune.contract import (
+    EpochHook,
+    Params,
+    Splits,
+    Trainer,
+    TrainingResult,
+    TrainSettings,
+)
 from tune.engine.study import study_objective
 from tune.engine.trial_record import best_completed
 

@@ -5,7 +5,7 @@ machine's measured arithmetic peak.
 A tune arm is a real trial: ``train_isolated`` runs it in the trial process (as ``tune run`` does) and the
 parent times each epoch as its metrics arrive, so an epoch counts its training, its validation
 and the clean-train evaluation, and the pipe to the parent. A seed arm is the seed scripts' code
-in a process of its own (``tune.bench.speed_arms``). The first epoch, which traces the graphs, is
+in a process of its own (``benchmarks.speed_arms``). The first epoch, which traces the graphs, is
 left out; images per second are the training images over the median of the other epochs.
 """
 
@@ -22,12 +22,12 @@ from typing import Annotated, Any
 
 import typer
 
-from tune.bench.output import OutOption, bench_app, results_folder, write_results
+from benchmarks.output import OutOption, bench_app, results_folder, write_results
 from tune.cli import quiet_libraries, user_errors
-from tune.contract import MIXED_BFLOAT16, ModelSource, Params, Splits, TrainSettings
+from tune.contract import MIXED_BFLOAT16, ModelSource, Params, Splits
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
-from tune.engine.space import BASELINE
+from tune.engine.config import BASELINE, default_train_settings
 from tune.training.isolated import train_isolated
 
 TABLE_FILE = "speed.md"
@@ -81,7 +81,7 @@ class Task:
 def _child(command: str, task: Task, *options: str) -> Any:
     """A Keras-side measurement in a fresh process; its answer is the last line it prints."""
     run = subprocess.run(
-        [sys.executable, "-m", "tune.bench.speed", command, "--task", json.dumps(asdict(task)), *options],
+        [sys.executable, "-m", "benchmarks.speed", command, "--task", json.dumps(asdict(task)), *options],
         capture_output=True, text=True, check=False,
     )
     if run.returncode != 0:
@@ -100,7 +100,7 @@ def _tune_epochs(arm: Arm, task: Task, splits: Splits) -> list[float]:
         mark[0] = now
 
     params = {**BASELINE, "batch_size": arm.batch_size, **(SEED_AUGMENTATION if arm.augment else {})}
-    settings = TrainSettings(MODEL, task.epochs, seed=0, precision=arm.precision, clean_train_size=task.clean_train_images)
+    settings = default_train_settings(MODEL, task.epochs, seed=0, precision=arm.precision, clean_train_size=task.clean_train_images)
     mark[0] = time.perf_counter()
     train_isolated(params, splits, settings, on_epoch)
     return seconds
@@ -180,7 +180,7 @@ def _task(text: str) -> Task:
 
 @app.command("seed-arm", hidden=True)
 def seed_arm(task: Annotated[str, typer.Option()], augment: Annotated[bool, typer.Option()] = False) -> None:
-    from tune.bench.speed_arms import seed_script_epochs
+    from benchmarks.speed_arms import seed_script_epochs
 
     parsed = _task(task)
     print(json.dumps(seed_script_epochs(parsed.splits(), parsed.epochs, augment)))
@@ -188,7 +188,7 @@ def seed_arm(task: Annotated[str, typer.Option()], augment: Annotated[bool, type
 
 @app.command(hidden=True)
 def machine(task: Annotated[str, typer.Option()]) -> None:
-    from tune.bench.speed_arms import forward_flops, matmul_peak
+    from benchmarks.speed_arms import forward_flops, matmul_peak
     from tune.training.fit import resolve_precision
 
     splits = _task(task).splits()
@@ -198,4 +198,4 @@ def machine(task: Annotated[str, typer.Option()]) -> None:
 
 
 if __name__ == "__main__":
-    app(prog_name="python -m tune.bench.speed")
+    app(prog_name="python -m benchmarks.speed")

@@ -3,8 +3,8 @@ hyperparameters move a model from one regime to the other.
 
 Everything is read back from the finished study (trial states, values, params, and the regime,
 diagnosis numbers and curves each trial stored as user attributes), so the report can be rebuilt
-at any time from any storage without MLflow or TensorFlow. ``build_report`` hands the findings to
-``figures``, ``interactive`` and ``page`` to write the report's files.
+at any time from any storage without MLflow or TensorFlow. The figures, the page and the terminal
+text draw these findings; ``tune.report.build`` puts them together.
 """
 
 from __future__ import annotations
@@ -19,11 +19,15 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial
 
-from tune.contract import CLEAN_TRAIN_ACCURACY, Objective
-from tune.engine.diagnosis import FINAL_GAP_LOSS, OVER_REGULARIZED, UNDER_REGULARIZED, regime_counts
+from tune.contract import CLEAN_TRAIN_ACCURACY, Objective, TrialAttr
+from tune.engine.diagnosis import (
+    FINAL_GAP_LOSS,
+    OVER_REGULARIZED,
+    UNDER_REGULARIZED,
+    regime_counts,
+)
 from tune.engine.study import study_objective
 from tune.engine.trial_record import (
-    BASELINE,
     best_completed,
     completed_trials,
     diagnosis_numbers,
@@ -31,11 +35,8 @@ from tune.engine.trial_record import (
     trial_diagnosis,
     trial_regime,
 )
-from tune.report.figures import draw_plots, is_log, is_numeric
-from tune.report.interactive import write_interactive
-from tune.report.page import report_page
-from tune.report.steering import KnobMap, Recommendation, knob_maps, recommend
-from tune.report.text import fmt
+from tune.report.formatting import fmt, is_log, is_numeric
+from tune.report.steering import KnobMap, Recommendation
 
 _MAX_BINS = 5
 
@@ -92,32 +93,6 @@ class Report:
         return next((row for row in self.rows if row.best), None)
 
 
-def build_report(study: optuna.Study, out_dir: Path) -> Report:
-    """Write the PNG plots, ``interactive.html`` and ``report.html`` into ``out_dir``.
-
-    Works for any study state, down to no trials at all: plots without data are replaced by a
-    note saying why.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    trials = study.trials
-    objective = study_objective(study)
-    distributions = _distributions(trials)
-    rows = _rows(trials, distributions, objective)
-    counts = regime_counts(trial_diagnosis(trial) for trial in trials if trial.state.is_finished())
-    effects = _effects(completed_trials(trials), distributions)
-    knobs = knob_maps(trials)
-    recommendation = recommend(trials, objective, knobs)
-    showcase = showcase_trials(study)
-    images, skipped = draw_plots(study, objective, trials, distributions, effects, knobs, showcase, out_dir)
-    interactive = write_interactive(study, distributions, out_dir / "interactive.html")
-    html_path = out_dir / "report.html"
-    report = Report(study.study_name, objective, rows, counts, effects, knobs, recommendation, html_path,
-                    [*images.values(), interactive, html_path])
-    html_path.write_text(report_page(report, images, skipped), encoding="utf-8")
-    return report
-
-
 def showcase_trials(study: optuna.Study) -> dict[str, FrozenTrial]:
     """The completed trials worth comparing by eye: best, most overfit (largest gap among the
     under-regularized, or overall if none is) and most underfit (lowest clean training accuracy
@@ -149,7 +124,7 @@ def _epochs(trial: FrozenTrial, objective: Objective) -> tuple[int | None, int |
     return objective.best_index(reported) + 1, len(reported)
 
 
-def _distributions(trials: Iterable[FrozenTrial]) -> dict[str, BaseDistribution]:
+def distributions_of(trials: Iterable[FrozenTrial]) -> dict[str, BaseDistribution]:
     """Every searched hyperparameter in the order the study first suggested it."""
     found: dict[str, BaseDistribution] = {}
     for trial in trials:
@@ -171,7 +146,7 @@ def _extreme(
 # --- rows and effects -----------------------------------------------------------------------
 
 
-def _rows(
+def rows_of(
     trials: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution], objective: Objective
 ) -> list[TrialRow]:
     best = best_completed(trials, objective)
@@ -188,14 +163,14 @@ def _row(
         number=trial.number, state=trial.state.name, value=trial.value,
         regime=diagnosis.regime, reason=diagnosis.reason, best_epoch=best_epoch,
         epochs=epochs, gap_loss=diagnosis.numbers.get(FINAL_GAP_LOSS),
-        baseline=bool(trial.user_attrs.get(BASELINE, False)), best=is_best,
+        baseline=bool(trial.user_attrs.get(TrialAttr.BASELINE, False)), best=is_best,
         params=dict(trial.params),
         params_text={name: fmt(value, is_log(distributions.get(name)))
                      for name, value in trial.params.items()},
     )
 
 
-def _effects(
+def effects_of(
     complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution]
 ) -> dict[str, list[EffectBin]]:
     """Per hyperparameter, the completed trials with diagnosis numbers grouped along its values,

@@ -25,15 +25,23 @@ from typing import Annotated, Any
 
 import typer
 
+from benchmarks.output import (
+    DataOption,
+    OutOption,
+    SpaceOption,
+    bench_app,
+    results_folder,
+    write_results,
+)
+from benchmarks.studies import DEFAULT_SPACE, fixed_length_space, scratch_store
 from tune.cli import quiet_libraries, user_errors
 from tune.commands.run import RunOverrides, run_study
 from tune.contract import EpochHook, Params, Splits, TrainingResult, TrainSettings
-from tune.bench.output import DataOption, OutOption, SpaceOption, bench_app, results_folder, write_results
-from tune.bench.studies import DEFAULT_SPACE, fixed_length_space, scratch_store
-from tune.engine.space import load_space
-from tune.engine.storage import open_storage
+from tune.engine.config import load_space
 from tune.paths import STORE_ENV
-from tune.processes import stop_group
+from tune.runtime.processes import stop_group
+from tune.runtime.storage import open_storage
+from tune.tracking.tracker import TRACKING_URI_ENV
 from tune.training.isolated import start_fork_server, train_isolated
 
 TABLE_FILE = "overhead.md"
@@ -97,7 +105,7 @@ def measure_workers(space_path: Path, *, data: str | None, epochs: int, seconds:
     with tempfile.TemporaryDirectory() as folder:
         space_file = fixed_length_space(space_path, Path(folder), data=data, trials=10000, epochs=epochs)
         env = {**os.environ, STORE_ENV: str(Path(folder) / "store"), **dict.fromkeys(THREAD_ENV, str(threads))}
-        env.pop("MLFLOW_TRACKING_URI", None)
+        env.pop(TRACKING_URI_ENV, None)
         (Path(folder) / "store").mkdir()
         started = time.monotonic()
         processes = [
@@ -163,4 +171,4 @@ def run(
 
 
 if __name__ == "__main__":
-    app(prog_name="python -m tune.bench.overhead")
+    app(prog_name="python -m benchmarks.overhead")

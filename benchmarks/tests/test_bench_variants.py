@@ -11,10 +11,10 @@ from conftest import ROOT, tiny_space, write_space
 from PIL import Image
 from typer.testing import CliRunner
 
-from tune.bench.output import RESULTS_FILE
-from tune.bench.peers import ARMS_DIR, EVENTS_FILE, TARGET_ARM
-from tune.bench.race import Event
-from tune.bench.variants import (
+from benchmarks.output import RESULTS_FILE
+from benchmarks.peers import ARMS_DIR, EVENTS_FILE, TARGET_ARM
+from benchmarks.race import Event
+from benchmarks.variants import (
     DEFAULT_TARGET,
     PLOT_FILE,
     SPACES_DIR,
@@ -26,7 +26,7 @@ from tune.bench.variants import (
     variant_results,
 )
 from tune.contract import VAL_ACCURACY
-from tune.engine.space import load_space
+from tune.engine.config import load_space
 
 TARGET = {"arm": TARGET_ARM, VAL_ACCURACY: 0.6, "time_to_target_s": 400.0, "from": "race/results.json"}
 BUDGET = 300.0

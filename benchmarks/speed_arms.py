@@ -1,4 +1,4 @@
-"""The Keras side of ``tune.bench.speed``: the seed scripts' own way of training, the machine's
+"""The Keras side of ``benchmarks.speed``: the seed scripts' own way of training, the machine's
 matrix-multiply peak, and the seed CNN's arithmetic per image, each run in a process of its own.
 
 The seed scripts train as their text shows: pixels divided by 255.0 into float64 arrays, one-hot
@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from tune.bench.speed import SEED_AUGMENTATION
+from benchmarks.speed import SEED_AUGMENTATION
 from tune.contract import ModelSource, Params, Splits
 from tune.training.models import build_model
 

@@ -20,12 +20,12 @@ from typing import Annotated, Any
 
 import typer
 
-from tune.bench.output import OutOption, bench_app, results_folder, write_results
+from benchmarks.output import OutOption, bench_app, results_folder, write_results
 from tune.cli import quiet_libraries, user_errors
-from tune.contract import ModelSource, Params
+from tune.contract import SEED_CNN, ModelSource, Params
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
-from tune.engine.space import BASELINE
+from tune.engine.config import BASELINE
 
 BEFORE = "0c04542"  # the last commit whose built-ins had their own builder
 TABLE_FILE = "rewrite_speed.md"
@@ -110,7 +110,7 @@ def run(
         batch = int(params["batch_size"])
         # Batched once and repeated: a block starts a new iterator, which must not refill a shuffle buffer.
         batches = tf.data.Dataset.from_tensor_slices((splits.x_train, splits.y_train)).batch(batch).repeat()
-        models = {BUILDER: _compiled(lambda: old("seed_cnn", params, shape, classes), params),
+        models = {BUILDER: _compiled(lambda: old(SEED_CNN, params, shape, classes), params),
                   REWRITE: _compiled(lambda: build_model(ModelSource(), params, shape, classes)[0], params)}
         for model in models.values():
             _block_seconds(model, batches, steps)

@@ -35,20 +35,20 @@ from tune.contract import (
     AUTO_PRECISION,
     BUILDER,
     BUILTIN,
+    DEFAULT_OBJECTIVE,
     FILE,
     FRESH_WEIGHTS,
     INPUT_SCALES,
     KEEP_WEIGHTS,
-    SEED_CNN,
-    DEFAULT_OBJECTIVE,
     LR_SCHEDULES,
     MODEL_NAMES,
     OBJECTIVES,
     OPTIMIZER_NAMES,
     PRECISIONS,
+    SEED_CNN,
     Direction,
-    Objective,
     ModelSource,
+    Objective,
     Scalar,
     TrainSettings,
 )
@@ -450,6 +450,12 @@ class SearchSpace(_Strict):
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def default_train_settings(model: ModelSource, epochs: int, seed: int, **fields: Any) -> TrainSettings:
+    """Training settings with a default study's values for everything ``fields`` leaves out: for
+    callers that train without a search-space file (benchmarks, tests)."""
+    return dataclasses.replace(SearchSpace().train_settings(seed), model=model, epochs=epochs, **fields)
 
 
 def _format_error(origin: Path | str, error: Any) -> str:

@@ -18,7 +18,7 @@ from PIL import Image
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from tune.bench.peers import (
+from benchmarks.peers import (
     ARMS,
     ARMS_DIR,
     DEFAULT_SPACE,
@@ -30,9 +30,16 @@ from tune.bench.peers import (
     TARGET_ARM,
     app,
 )
-from tune.bench.race import Event, best_so_far, markdown_table, race_results, read_events, time_to
+from benchmarks.race import (
+    Event,
+    best_so_far,
+    markdown_table,
+    race_results,
+    read_events,
+    time_to,
+)
 from tune.contract import VAL_ACCURACY
-from tune.engine.space import CategoricalSpec, load_space
+from tune.engine.config import CategoricalSpec, load_space
 from tune.paths import STORE_ENV
 
 BUDGET = 100.0
@@ -110,7 +117,7 @@ def test_events_round_trip_and_a_line_cut_by_the_kill_is_left_out() -> None:
 
 def test_keras_tuner_declares_exactly_the_space_optuna_samples() -> None:
     keras_tuner = pytest.importorskip("keras_tuner")
-    from tune.bench.peer_arms import hp_params
+    from benchmarks.peer_arms import hp_params
 
     space = load_space(ROOT / DEFAULT_SPACE)
     hp = keras_tuner.HyperParameters()
@@ -160,7 +167,7 @@ def race(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     space = write_space(root / "bench.yaml", task)
     out = root / "out"
     env = {**os.environ, STORE_ENV: str(root / "mlruns"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    command = [sys.executable, "-m", "tune.bench.peers", "race", "--space", str(space), "--budget", str(RACE_BUDGET),
+    command = [sys.executable, "-m", "benchmarks.peers", "race", "--space", str(space), "--budget", str(RACE_BUDGET),
                "--epochs", "2", "--out", str(out)]
     finished = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert finished.returncode == 0, finished.stderr[-3000:]

@@ -6,7 +6,7 @@ every variant alike.
 
 Every run is timed to the best validation accuracy KerasTuner Hyperband reached in a race's
 results file; the table gives, per variant, the median and range over seeds of that time and of
-the best accuracy reached within the budget. ``python -m tune.bench.variants --budget S --seeds 1,2,3``.
+the best accuracy reached within the budget. ``python -m benchmarks.variants --budget S --seeds 1,2,3``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,22 @@ from typing import Annotated, Any
 
 import typer
 
-from tune.bench import peers
-from tune.bench.output import RESULTS_FILE, DataOption, EpochsOption, OutOption, SpaceOption, bench_app, results_folder, write_results
-from tune.bench.race import Event, arm_result
-from tune.bench.studies import DEFAULT_SPACE
+from benchmarks import peers
+from benchmarks.output import (
+    RESULTS_FILE,
+    DataOption,
+    EpochsOption,
+    OutOption,
+    SpaceOption,
+    bench_app,
+    results_folder,
+    write_results,
+)
+from benchmarks.race import Event, arm_result
+from benchmarks.studies import DEFAULT_SPACE
 from tune.cli import quiet_libraries, user_errors
 from tune.contract import VAL_ACCURACY
-from tune.engine.space import MAX_SEED, SearchSpace, dump_space
+from tune.engine.config import MAX_SEED, SearchSpace, dump_space
 from tune.errors import TuneError
 
 TABLE_FILE, PLOT_FILE = "variants.md", "variants.png"
@@ -212,4 +221,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app(prog_name="python -m tune.bench.variants")
+    app(prog_name="python -m benchmarks.variants")

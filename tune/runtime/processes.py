@@ -15,7 +15,8 @@ from tune.errors import Interrupted
 
 SignalHandler = Callable[[int, FrameType | None], None]
 LOOPBACK = "127.0.0.1"  # the only interface the servers listen on
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Ctrl-C, a kill, a closed terminal: the signals every tune process answers by stopping cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _SERVER_GRACE_S = 10.0
 
 
@@ -104,7 +105,7 @@ def serve(command: list[str], env: Mapping[str, str] | None = None) -> int:
         signal_group(server.pid, signal.SIGTERM)
 
     try:
-        with handling(_STOP_SIGNALS, stop):
+        with handling(STOP_SIGNALS, stop):
             code = server.wait()
     finally:
         stop_group(server, _SERVER_GRACE_S)

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tune.engine.space import dump_space, load_space
+from tune.engine.config import dump_space, load_space
 from tune.paths import STORE_ENV
 
 DEFAULT_SPACE = Path("search_spaces/bench_peers.yaml")

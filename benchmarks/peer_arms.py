@@ -1,4 +1,4 @@
-"""The Keras-side peers that ``tune.bench.peers`` races against ``tune``: KerasTuner's Hyperband,
+"""The Keras-side peers that ``benchmarks.peers`` races against ``tune``: KerasTuner's Hyperband,
 and Optuna's TPE with a median pruner and random search, written the way Optuna's Keras example
 writes them (one process, ``model.fit`` with ``KerasPruningCallback``).
 
@@ -21,10 +21,16 @@ import optuna
 import tensorflow as tf
 from pydantic import BaseModel
 
-from tune.bench.race import Record
+from benchmarks.race import Record
 from tune.commands.run import load_splits
 from tune.contract import VAL_ACCURACY, Params, Scalar, Splits
-from tune.engine.space import CategoricalSpec, FloatSpec, SearchSpace, SearchSpec, load_space
+from tune.engine.config import (
+    CategoricalSpec,
+    FloatSpec,
+    SearchSpace,
+    SearchSpec,
+    load_space,
+)
 from tune.engine.study import suggest_params
 from tune.paths import store_dir
 from tune.training.fit import compile_model, resolve_precision

@@ -5,17 +5,12 @@ worker points at the same PostgreSQL/MySQL URL or at Redis.
 
 from __future__ import annotations
 
-import fcntl
 import time
 import warnings
-import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import optuna
-import redis
 import sqlalchemy
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
@@ -30,11 +25,6 @@ _RDB_SCHEMES = ("sqlite", "postgresql", "mysql")
 _MASK = "***"
 _SECRET_KEYS = frozenset({"password", "passwd", "pwd"})
 _RDB_ATTEMPTS = 5
-# Workers that start together wait this long for each other's enqueueing, which takes milliseconds;
-# a Redis lock whose holder died expires after _LOCK_EXPIRY_S.
-_LOCK_WAIT_S = 300
-_LOCK_EXPIRY_S = 60
-_LOCK_NAME = "tune-queue"
 
 
 def default_storage_url() -> str:
@@ -65,17 +55,17 @@ def journal_path(url: str) -> Path | None:
     return Path(url) if url.endswith(".log") and "://" not in url else None
 
 
-def _with_driver(url: str) -> str:
+def with_driver(url: str) -> str:
     """Plain ``postgresql://`` means psycopg2 or psycopg 3 depending on the SQLAlchemy version;
     name the driver that ``tune`` installs."""
     return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
-def _scheme(url: str) -> str:
+def scheme(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0]
 
 
-def _redis_url(url: str) -> tuple[str, str]:
+def redis_url(url: str) -> tuple[str, str]:
     """The URL redis-py understands, and the key prefix: ``?prefix=NAME`` keeps one team's or
     project's journal apart from others on a shared server."""
     parts = urlsplit(url)
@@ -85,7 +75,7 @@ def _redis_url(url: str) -> tuple[str, str]:
 
 
 def _redis_backend(url: str) -> JournalRedisBackend:
-    bare, prefix = _redis_url(url)
+    bare, prefix = redis_url(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return JournalRedisBackend(bare, prefix=prefix)
@@ -96,11 +86,11 @@ def _connect(url: str) -> BaseStorage | None:
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    scheme = _scheme(url)
-    if scheme in ("redis", "rediss"):
+    kind = scheme(url)
+    if kind in ("redis", "rediss"):
         return JournalStorage(_redis_backend(url))
-    if scheme in _RDB_SCHEMES:
-        return _rdb_storage(_with_driver(url))
+    if kind in _RDB_SCHEMES:
+        return _rdb_storage(with_driver(url))
     return None
 
 
@@ -135,60 +125,3 @@ def open_storage(url: str | None) -> BaseStorage:
             "redis://HOST:PORT/DB[?prefix=NAME], or a database URL (sqlite:///, postgresql://, mysql://)"
         )
     return storage
-
-
-@contextmanager
-def queue_lock(url: str | None) -> Iterator[None]:
-    """Held by one worker at a time, on the storage every worker shares, around queueing a
-    study's first trials. Optuna's ``enqueue_trial(skip_if_exists=True)`` checks and then adds:
-    two workers that start together both find no baseline and both queue one. A lock held by a
-    worker that dies is released with it (file and database locks) or expires (Redis)."""
-    url = url or default_storage_url()
-    scheme, path = _scheme(url), journal_path(url)
-    if path is None and scheme == "sqlite":
-        database = sqlalchemy.engine.make_url(url).database
-        path = Path(database) if database and database != ":memory:" else None
-    if path is not None:
-        with file_lock(path.with_name(f"{path.name}.{_LOCK_NAME}.lock")):
-            yield
-    elif scheme in ("redis", "rediss"):
-        bare, prefix = _redis_url(url)
-        with redis.Redis.from_url(bare) as client, client.lock(
-            f"{prefix}:{_LOCK_NAME}", timeout=_LOCK_EXPIRY_S, blocking_timeout=_LOCK_WAIT_S,
-        ):
-            yield
-    elif scheme in ("postgresql", "mysql"):
-        with _database_lock(_with_driver(url)):
-            yield
-    else:
-        yield  # an in-memory SQLite database: one process only
-
-
-@contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Exclusive among the processes of one machine; released when the holder exits, however."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-@contextmanager
-def _database_lock(url: str) -> Iterator[None]:
-    """A session-level advisory lock: the server drops it when the connection closes."""
-    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-    postgresql = engine.dialect.name == "postgresql"
-    take, release = (
-        ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)") if postgresql
-        else (f"SELECT GET_LOCK(:name, {_LOCK_WAIT_S})", "SELECT RELEASE_LOCK(:name)")
-    )
-    key = {"key": zlib.crc32(_LOCK_NAME.encode())} if postgresql else {"name": _LOCK_NAME}
-    try:
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text(take), key)
-            try:
-                yield
-            finally:
-                connection.execute(sqlalchemy.text(release), key)
-    finally:
-        engine.dispose()

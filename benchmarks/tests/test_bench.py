@@ -1,5 +1,5 @@
 """Benchmarks on real CIFAR-10 (`make bench`): data loading, memory and a real quick study; training
-throughput is `make bench-speed` (``tune.bench.speed``).
+throughput is `make bench-speed` (``benchmarks.speed``).
 
 Every figure is measured side by side in one run and written to mlruns/bench/results.json;
 assertions check the targets as ratios, never as absolute times.
@@ -65,17 +65,17 @@ def _rss_per_trial(train: Any, trials: int) -> list[float]:
     """MiB of resident memory (this process and its children) after each trial."""
     import psutil
 
-    from tune.contract import ModelSource, TrainSettings
+    from tune.contract import ModelSource
     from tune.data.sources import load_dataset
     from tune.data.splits import split_for_tuning
-    from tune.engine.space import BASELINE
+    from tune.engine.config import BASELINE, default_train_settings
 
     splits = split_for_tuning(load_dataset("synthetic:2000"), 400, None, seed=0)
     me = psutil.Process()
     rss: list[float] = []
     for trial in range(trials):
         params = {**BASELINE, "l2_dense": 10 ** -(trial % 4 + 2), "dropconnect": 0.25 * (trial % 2), "flip": bool(trial % 3)}
-        train(params, splits, TrainSettings(ModelSource(), 2, seed=trial, clean_train_size=400), lambda e, logs: None)
+        train(params, splits, default_train_settings(ModelSource(), 2, seed=trial, clean_train_size=400), lambda e, logs: None)
         rss.append(sum(p.memory_info().rss for p in [me, *me.children(recursive=True)]) / 2**20)
     return rss
 
@@ -101,7 +101,7 @@ def test_quick_study_on_real_data(tmp_path: Path, results: dict[str, Any]) -> No
     """The README's first-look command, timed, with its diagnosis and report checked."""
     import optuna
 
-    from tune.engine.storage import open_storage
+    from tune.runtime.storage import open_storage
 
     env = {"TUNE_STORE_DIR": str(tmp_path / "mlruns"), "MLFLOW_TRACKING_URI": ""}
     started = time.perf_counter()

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from conftest import ROOT, tiny_space, write_space
 
-from tune.bench import overhead, precision, speed
-from tune.bench.output import RESULTS_FILE
-from tune.bench.overhead import _Call, overhead_summary
-from tune.bench.speed import ARMS, Arm, Task, markdown_table, summarize
+from benchmarks import overhead, precision, speed
+from benchmarks.output import RESULTS_FILE
+from benchmarks.overhead import _Call, overhead_summary
+from benchmarks.speed import ARMS, Arm, Task, markdown_table, summarize
 
 TASK = Task("synthetic:400", train_images=200, validation_images=100, clean_train_images=50, epochs=2)
 MACHINE = {"matmul_gflops": {"float32": 100.0, "bfloat16": 400.0}, "forward_flops_per_image": 10_000_000,
@@ -99,7 +99,7 @@ def test_both_precisions_train_the_same_hyperparameters_trial_for_trial(bench_sp
 
 
 def test_the_rewrite_benchmark_races_both_builders_on_synthetic_data(tmp_path: Path) -> None:
-    from tune.bench import rewrite_speed
+    from benchmarks import rewrite_speed
 
     rewrite_speed.run(data="synthetic:1200", images=200, blocks=2, steps=3, out=tmp_path)
     stored = json.loads((tmp_path / RESULTS_FILE).read_text())

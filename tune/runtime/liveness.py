@@ -24,9 +24,8 @@ import optuna
 import psutil
 from optuna.trial import FrozenTrial, TrialState
 
-from tune.engine.trial_record import FAILURE
+from tune.contract import TrialAttr
 
-WORKER, HEARTBEAT, RETRY_OF = "worker", "heartbeat", "retry_of"
 # Longer than any epoch: a worker on another host is only declared dead after this long silent.
 STALE_AFTER_S = 3600.0
 _SAME_START_S = 1.0
@@ -80,22 +79,22 @@ class Worker:
 
 def claim(trial: optuna.Trial) -> None:
     """Called as a trial starts: this worker runs it."""
-    trial.set_user_attr(WORKER, Worker.this().to_json())
+    trial.set_user_attr(TrialAttr.WORKER, Worker.this().to_json())
     beat(trial)
 
 
 def beat(trial: optuna.Trial) -> None:
-    trial.set_user_attr(HEARTBEAT, time.time())
+    trial.set_user_attr(TrialAttr.HEARTBEAT, time.time())
 
 
 def dead_worker(trial: FrozenTrial, now: float) -> Worker | str | None:
     """The dead worker of a RUNNING trial (or a description when the trial names none); None
     while it may be alive."""
-    worker = Worker.from_json(trial.user_attrs.get(WORKER))
+    worker = Worker.from_json(trial.user_attrs.get(TrialAttr.WORKER))
     if worker is not None and worker.host == Worker.this().host:
         return worker if worker.gone() else None
     started = trial.datetime_start.timestamp() if trial.datetime_start else now
-    last_sign = float(trial.user_attrs.get(HEARTBEAT, started))
+    last_sign = float(trial.user_attrs.get(TrialAttr.HEARTBEAT, started))
     if now - last_sign <= STALE_AFTER_S:
         return None
     return worker or f"a worker silent for {now - last_sign:.0f} s"
@@ -112,11 +111,11 @@ def recover_dead_trials(study: optuna.Study) -> list[tuple[FrozenTrial, str]]:
             continue
         reason = f"its worker {worker} died; failed by {Worker.this()} at start-up"
         try:
-            study._storage.set_trial_user_attr(trial._trial_id, FAILURE, reason)
+            study._storage.set_trial_user_attr(trial._trial_id, TrialAttr.FAILURE, reason)
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker's sweep got there first
-        if RETRY_OF not in trial.user_attrs:
-            study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number})
+        if TrialAttr.RETRY_OF not in trial.user_attrs:
+            study.enqueue_trial(trial.params, user_attrs={TrialAttr.RETRY_OF: trial.number})
         recovered.append((trial, reason))
     return recovered

@@ -4,7 +4,7 @@ The arms run one after the other on the same search-space file, each in a proces
 own that the race kills when the budget is spent, so every arm pays for its own start-up (imports,
 data, tracing) and is cut off the same way. Each arm appends one line per finished epoch to its
 events file, timed on the monotonic clock from the moment the race started its process, and the
-results come from those files alone (``tune.bench.race``). TensorFlow is loaded only in the arms'
+results come from those files alone (``benchmarks.race``). TensorFlow is loaded only in the arms'
 processes; the tune arm, like ``tune run``, trains each trial in a child of its own.
 """
 
@@ -25,17 +25,33 @@ from typing import Annotated, Any
 import typer
 from matplotlib.figure import Figure
 
-from tune.bench.output import RESULTS_FILE, DataOption, EpochsOption, OutOption, SpaceOption, results_folder
-from tune.bench.race import Event, Record, markdown_table, race_results, read_events
-from tune.bench.studies import DEFAULT_SPACE
+from benchmarks.output import (
+    RESULTS_FILE,
+    DataOption,
+    EpochsOption,
+    OutOption,
+    SpaceOption,
+    results_folder,
+)
+from benchmarks.race import Event, Record, markdown_table, race_results, read_events
+from benchmarks.studies import DEFAULT_SPACE
 from tune.cli import quiet_libraries, user_errors
 from tune.commands.run import RunOverrides, load_splits, run_study
-from tune.contract import VAL_ACCURACY, EpochHook, Params, Splits, Trainer, TrainingResult, TrainSettings
-from tune.engine.space import SearchSpace, dump_space, load_space
+from tune.contract import (
+    VAL_ACCURACY,
+    EpochHook,
+    Params,
+    Splits,
+    Trainer,
+    TrainingResult,
+    TrainSettings,
+)
+from tune.engine.config import SearchSpace, dump_space, load_space
 from tune.errors import TuneError
 from tune.paths import STORE_ENV
-from tune.processes import stop_group
 from tune.report.curves import save_figure
+from tune.runtime.processes import stop_group
+from tune.tracking.tracker import TRACKING_URI_ENV
 from tune.training.isolated import start_fork_server, train_isolated
 
 TABLE_FILE, PLOT_FILE = "peers.md", "peers.png"
@@ -88,7 +104,7 @@ def _tune(space_file: Path, record: Record) -> None:
 
 def _peer_arms() -> ModuleType:
     """Imported in a Keras-side arm's own process only, so TensorFlow stays out of the race's."""
-    from tune.bench import peer_arms
+    from benchmarks import peer_arms
 
     return peer_arms
 
@@ -115,12 +131,12 @@ def run_arm(name: str, space_file: Path, budget: float, folder: Path) -> str:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     (folder / EVENTS_FILE).touch()
-    env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    env = {key: value for key, value in os.environ.items() if key != TRACKING_URI_ENV}
     env.update({STORE_ENV: str(folder / STORE), "TF_CPP_MIN_LOG_LEVEL": "2"})
     with (folder / LOG_FILE).open("wb") as log:
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "tune.bench.peers", "arm", name, "--space", str(space_file),
+            [sys.executable, "-m", "benchmarks.peers", "arm", name, "--space", str(space_file),
              "--events", str(folder / EVENTS_FILE), "--started", repr(started)],
             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
@@ -253,4 +269,4 @@ def arm(
 
 
 if __name__ == "__main__":
-    app(prog_name="python -m tune.bench.peers")
+    app(prog_name="python -m benchmarks.peers")
