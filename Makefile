@@ -14,9 +14,8 @@ TRACKING_URI ?=
 STUDY ?=
 SEED ?=
 WORKERS ?= 2
-# The machine's cores shared among the workers: oversubscribed thread pools cost more than they give
-# (make bench-overhead: two one-thread workers did 1.34-1.67x the trials of one two-thread worker).
-THREADS ?= $(shell n=$$(( $$(nproc) / $(WORKERS) )); echo $$(( n > 0 ? n : 1 )))
+# TensorFlow threads per worker [default: the machine's cores split evenly among the workers].
+THREADS ?=
 PORT ?=
 DASHBOARD_PORT ?=
 TOP_K ?=
@@ -34,7 +33,7 @@ common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tra
 run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
 	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
 
-.PHONY: help tune workers test test-fast lint bench bench-peers bench-variants bench-speed bench-rewrite bench-overhead bench-precision ui dashboard export report train compare venv
+.PHONY: help tune workers test test-fast lint bench bench-peers bench-variants bench-speed bench-rewrite bench-overhead bench-precision bench-gpu ui dashboard export report train compare venv
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -53,17 +52,21 @@ venv: $(STAMP) ## create or update the virtual environment only
 tune: $(STAMP) ## run (or resume) the study in SPACE [TRIALS= TIMEOUT= DATA= STORAGE= STUDY= SEED=]
 	$(BIN)/tune run '$(SPACE)' $(run_opts) $(if $(SEED),--seed $(SEED))
 
-workers: $(STAMP) ## run WORKERS processes of the same study in parallel (seeds SEED+0, SEED+1, ...), THREADS TensorFlow threads each
-	@mkdir -p mlruns; seed=$${SEED:-0}; threads=$(THREADS); for i in $$(seq 0 $$(($(WORKERS) - 1))); do \
-	  TF_NUM_INTRAOP_THREADS=$$threads TF_NUM_INTEROP_THREADS=$$threads \
-	  $(BIN)/tune run '$(SPACE)' $(run_opts) --seed $$((seed + i)) > mlruns/worker-$$i.log 2>&1 & \
-	done; echo "$(WORKERS) workers of $$threads threads started, logs in mlruns/worker-*.log"; wait
+workers: $(STAMP) ## run WORKERS processes of the same study in parallel (seeds SEED+0, SEED+1, ...), each with its share of the cores [THREADS=] and its own GPU when there are enough
+	@mkdir -p mlruns; seed=$${SEED:-0}; for i in $$(seq 0 $$(($(WORKERS) - 1))); do \
+	  ( env=$$($(BIN)/python -m tune.runtime.devices $$i $(WORKERS) $(THREADS)) && eval "$$env" && echo "$$env" && \
+	    exec $(BIN)/tune run '$(SPACE)' $(run_opts) --seed $$((seed + i)) ) > mlruns/worker-$$i.log 2>&1 & \
+	done; echo "$(WORKERS) workers started, logs (each begins with its threads and GPU) in mlruns/worker-*.log"; wait
 
-test: $(STAMP) ## the test suite (synthetic data, one small end-to-end run, the benchmarks on tiny budgets)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+# The tests run in TEST_WORKERS pytest-xdist processes (0: in this one), a test file to each, with
+# their temporary files (studies' SQLite and journal writes) on a RAM disk where the machine has one.
+test: $(STAMP) ## the test suite (synthetic data, real runs, the benchmarks on tiny budgets) [TEST_WORKERS=2]
+	TMPDIR=$$(test -w /dev/shm && echo /dev/shm || echo "$${TMPDIR:-/tmp}") \
+	  $(BIN)/python -m pytest -m "not slow" -n $(or $(TEST_WORKERS),2) --dist loadfile $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## unit tests only, under a minute: the edit-test loop
-	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
+test-fast: $(STAMP) ## unit tests only, under a minute: the edit-test loop [TEST_WORKERS=2]
+	TMPDIR=$$(test -w /dev/shm && echo /dev/shm || echo "$${TMPDIR:-/tmp}") \
+	  $(BIN)/python -m pytest -m "not slow and not integration" -n $(or $(TEST_WORKERS),2) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (style, imports, bugs) and mypy (types) over the package, benchmarks and tests
 	$(BIN)/ruff check tune benchmarks tests
@@ -89,6 +92,9 @@ bench-overhead: $(STAMP) ## share of a study's wall time outside fit; 1 worker x
 
 bench-precision: $(STAMP) ## the same study in float32 and precision auto: accuracy and regime trial for trial [DATA=]; mlruns/bench/precision/
 	$(BIN)/python -m benchmarks.precision --data '$(or $(DATA),$(PEERS_DATA))'
+
+bench-gpu: $(STAMP) ## on a GPU machine: a real trial uses the GPU, seed CNN images/s in float32 and auto at batch 64 and 256; mlruns/bench/gpu/
+	$(BIN)/python -m benchmarks.gpu
 
 train: $(STAMP) ## retrain CONFIG (an export) on the whole training set, test once, register [SEEDS= EPOCHS= DATA= FULL=1]
 	$(BIN)/tune train '$(or $(CONFIG),mlruns/exports/$(notdir $(basename $(SPACE)))-best.yaml)' $(if $(SEEDS),--seeds $(SEEDS)) \

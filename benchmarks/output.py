@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -17,8 +17,12 @@ RESULTS_FILE = "results.json"
 # Options the benchmarks share.
 DataOption = Annotated[str | None, typer.Option(help="data source [default: the space's]")]
 SpaceOption = Annotated[Path, typer.Option(help="the task: a search-space file")]
-EpochsOption = Annotated[int | None, typer.Option(help="maximum epochs per trial [default: the space's]")]
-OutOption = Annotated[Path | None, typer.Option(help="output folder [default: mlruns/bench/<benchmark>/]")]
+EpochsOption = Annotated[
+    int | None, typer.Option(help="maximum epochs per trial [default: the space's]")
+]
+OutOption = Annotated[
+    Path | None, typer.Option(help="output folder [default: mlruns/bench/<benchmark>/]")
+]
 
 
 def results_folder(out: Path | None, benchmark: str) -> Path:
@@ -27,11 +31,21 @@ def results_folder(out: Path | None, benchmark: str) -> Path:
 
 def bench_app(doc: str | None) -> typer.Typer:
     """A benchmark's command line, its help the first line of the module's docstring."""
-    return typer.Typer(help=(doc or "").splitlines()[0], no_args_is_help=True, pretty_exceptions_enable=False,
-                       add_completion=False)
+    return typer.Typer(
+        help=(doc or "").splitlines()[0],
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
 
 
-def write_results(folder: Path, results: dict[str, Any], table_file: str, table: str, echo: Callable[[str], None]) -> None:
+def write_results(
+    folder: Path,
+    results: Mapping[str, object],
+    table_file: str,
+    table: str,
+    echo: Callable[[str], None],
+) -> None:
     """``results`` gain the time they were measured at."""
     folder.mkdir(parents=True, exist_ok=True)
     stamped = {**results, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}

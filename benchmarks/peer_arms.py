@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import optuna
@@ -36,6 +36,9 @@ from tune.paths import store_dir
 from tune.training.fit import compile_model, resolve_precision
 from tune.training.models import build_model
 from tune.training.pipeline import eval_dataset, train_dataset
+
+if TYPE_CHECKING:
+    import keras_tuner
 
 HYPERBAND_FACTOR = 3
 # KerasTuner advises as many iterations as the resources allow: the race's budget ends the search,
@@ -62,19 +65,31 @@ class _Task:
         return cls(space, splits, eval_dataset(splits.x_val, splits.y_val), seed)
 
     def model(self, params: Params) -> keras.Model:
-        """The policy is set before every build: ``keras.backend.clear_session()`` between trials resets it."""
+        """The policy is set before every build: ``keras.backend.clear_session()`` between trials
+        resets it."""
         keras.mixed_precision.set_global_policy(resolve_precision(self.space.training.precision))
-        model, facts = build_model(self.space.model.source(), params, self.splits.x_train.shape[1:], len(self.splits.class_names))
+        model, facts = build_model(
+            self.space.model.source(),
+            params,
+            self.splits.x_train.shape[1:],
+            len(self.splits.class_names),
+        )
         compile_model(model, params, logits=facts.logits)
         return model
 
     def fit(
-        self, model: keras.Model, params: Params, callbacks: list[keras.callbacks.Callback], **schedule: Any,
+        self,
+        model: keras.Model,
+        params: Params,
+        callbacks: list[keras.callbacks.Callback],
+        **schedule: Any,
     ) -> keras.callbacks.History:
         """The one training call of every Keras-side arm; ``schedule`` carries Hyperband's epochs
         and initial epoch, which replace the space's epochs."""
         return model.fit(
-            train_dataset(self.splits.x_train, self.splits.y_train, int(params["batch_size"]), self.seed),
+            train_dataset(
+                self.splits.x_train, self.splits.y_train, int(params["batch_size"]), self.seed
+            ),
             validation_data=self.validation,
             shuffle=False,
             verbose=0,
@@ -91,31 +106,40 @@ class _EpochRecorder(keras.callbacks.Callback):
         self._record = record
         self._trial = trial
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self._record(self._trial, epoch, float((logs or {})[VAL_ACCURACY]))
 
 
 def _early_stopping(params: Params) -> keras.callbacks.EarlyStopping:
     return keras.callbacks.EarlyStopping(
-        monitor=VAL_ACCURACY, mode="max", patience=int(params["early_stopping_patience"]), restore_best_weights=True,
+        monitor=VAL_ACCURACY,
+        mode="max",
+        patience=int(params["early_stopping_patience"]),
+        restore_best_weights=True,
     )
 
 
-def declare(hp: Any, name: str, spec: SearchSpec) -> Scalar:
+def declare(hp: keras_tuner.HyperParameters, name: str, spec: SearchSpec) -> Scalar:
     """The KerasTuner twin of ``tune.engine.study``'s suggestion: same name, range and scale.
-    KerasTuner multiplies by the step on a log scale, so a log int gets none (Optuna steps it by 1)."""
+    KerasTuner multiplies by the step on a log scale, so a log int gets none (Optuna steps it by
+    1)."""
     if isinstance(spec, CategoricalSpec):
         return hp.Choice(name, spec.choices)
     sampling = "log" if spec.log else "linear"
     if isinstance(spec, FloatSpec):
         return hp.Float(name, spec.low, spec.high, step=spec.step, sampling=sampling)
-    return hp.Int(name, spec.low, spec.high, step=None if spec.log else spec.step, sampling=sampling)
+    return hp.Int(
+        name, spec.low, spec.high, step=None if spec.log else spec.step, sampling=sampling
+    )
 
 
-def hp_params(hp: Any, space: SearchSpace) -> dict[str, Scalar]:
+def hp_params(hp: keras_tuner.HyperParameters, space: SearchSpace) -> dict[str, Scalar]:
     """Every hyperparameter of one KerasTuner trial, as ``suggest_params`` gives them to Optuna's.
     Declaring a name again returns its value, so build and fit read the same trial."""
-    return {name: declare(hp, name, spec) if isinstance(spec, BaseModel) else spec for name, spec in space.params().items()}
+    return {
+        name: declare(hp, name, spec) if isinstance(spec, BaseModel) else spec
+        for name, spec in space.params().items()
+    }
 
 
 def hyperband(space_file: Path, record: Record) -> None:
@@ -129,8 +153,11 @@ def hyperband(space_file: Path, record: Record) -> None:
         def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
             return task.model(hp_params(hp, task.space))
 
-        def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
-            """KerasTuner hands over its own callbacks and Hyperband's epochs; the data are the task's."""
+        def fit(
+            self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any
+        ) -> keras.callbacks.History:
+            """KerasTuner hands over its own callbacks and Hyperband's epochs; the data are the
+            task's."""
             callbacks = [_EpochRecorder(record, next(trials)), *kwargs.pop("callbacks", [])]
             return task.fit(model, hp_params(hp, task.space), callbacks, **kwargs)
 
@@ -149,7 +176,8 @@ def hyperband(space_file: Path, record: Record) -> None:
 
 
 def optuna_tpe_median(space_file: Path, record: Record) -> None:
-    """Optuna's documented Keras recipe: TPE, and a median pruner fed by ``KerasPruningCallback``."""
+    """Optuna's documented Keras recipe: TPE, and a median pruner fed by
+    ``KerasPruningCallback``."""
     _optuna_search(space_file, record, optuna.samplers.TPESampler, optuna.pruners.MedianPruner())
 
 
@@ -159,7 +187,10 @@ def random_search(space_file: Path, record: Record) -> None:
 
 
 def _optuna_search(
-    space_file: Path, record: Record, sampler: Callable[..., optuna.samplers.BaseSampler], pruner: optuna.pruners.BasePruner,
+    space_file: Path,
+    record: Record,
+    sampler: Callable[..., optuna.samplers.BaseSampler],
+    pruner: optuna.pruners.BasePruner,
 ) -> None:
     from optuna_integration import KerasPruningCallback
 
@@ -168,9 +199,14 @@ def _optuna_search(
     def objective(trial: optuna.Trial) -> float:
         keras.backend.clear_session()
         params = suggest_params(trial, task.space)
-        callbacks = [_EpochRecorder(record, trial.number), KerasPruningCallback(trial, VAL_ACCURACY)]
+        callbacks = [
+            _EpochRecorder(record, trial.number),
+            KerasPruningCallback(trial, VAL_ACCURACY),
+        ]
         history = task.fit(task.model(params), params, callbacks)
         return max(history.history[VAL_ACCURACY])
 
-    study = optuna.create_study(direction="maximize", sampler=sampler(seed=task.seed), pruner=pruner)
+    study = optuna.create_study(
+        direction="maximize", sampler=sampler(seed=task.seed), pruner=pruner
+    )
     study.optimize(objective, n_trials=task.space.study.trials, timeout=task.space.study.timeout)

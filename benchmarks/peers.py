@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 import typer
 from matplotlib.figure import Figure
@@ -49,13 +49,14 @@ from tune.contract import (
 from tune.engine.config import SearchSpace, dump_space, load_space
 from tune.errors import TuneError
 from tune.paths import STORE_ENV
-from tune.report.curves import save_figure
+from tune.report.curves import LineStyle, save_figure
 from tune.runtime.processes import stop_group
 from tune.tracking.tracker import TRACKING_URI_ENV
 from tune.training.isolated import start_fork_server, train_isolated
 
 TABLE_FILE, PLOT_FILE = "peers.md", "peers.png"
-# Per arm, under ARMS_DIR/<arm>/: its events, its output, and its own store (Optuna, MLflow, KerasTuner).
+# Per arm, under ARMS_DIR/<arm>/: its events, its output, and its own store (Optuna, MLflow,
+# KerasTuner).
 ARMS_DIR, EVENTS_FILE, LOG_FILE, STORE = "arms", "events.jsonl", "log.txt", "store"
 # The task every arm reads: the space file with the race's options applied.
 SPACE_FILE = "space.yaml"
@@ -66,14 +67,17 @@ Arm = Callable[[Path, Record], None]
 
 class EventLog:
     """An arm's ``Record``: one line per epoch, flushed at once, so a killed arm leaves behind every
-    epoch it finished. The monotonic clock is system-wide, so the arm and the race read one clock."""
+    epoch it finished. The monotonic clock is system-wide, so the arm and the race read one
+    clock."""
 
     def __init__(self, path: Path, started: float) -> None:
         self._file = path.open("a", encoding="utf-8")
         self._started = started
 
     def __call__(self, trial: int, epoch: int, val_accuracy: float) -> None:
-        self._file.write(Event(time.monotonic() - self._started, trial, epoch, val_accuracy).to_line())
+        self._file.write(
+            Event(time.monotonic() - self._started, trial, epoch, val_accuracy).to_line()
+        )
         self._file.flush()
 
 
@@ -83,7 +87,9 @@ def _timed(record: Record) -> Trainer:
     numbers them as Optuna does."""
     numbers = itertools.count()
 
-    def trainer(params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
+    def trainer(
+        params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook
+    ) -> TrainingResult:
         trial = next(numbers)
 
         def timed(epoch: int, logs: dict[str, float]) -> None:
@@ -136,9 +142,23 @@ def run_arm(name: str, space_file: Path, budget: float, folder: Path) -> str:
     with (folder / LOG_FILE).open("wb") as log:
         started = time.monotonic()
         process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.peers", "arm", name, "--space", str(space_file),
-             "--events", str(folder / EVENTS_FILE), "--started", repr(started)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.peers",
+                "arm",
+                name,
+                "--space",
+                str(space_file),
+                "--events",
+                str(folder / EVENTS_FILE),
+                "--started",
+                repr(started),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         try:
             process.wait(timeout=max(0.0, started + budget - time.monotonic()))
@@ -146,24 +166,48 @@ def run_arm(name: str, space_file: Path, budget: float, folder: Path) -> str:
             return "budget"
         finally:
             stop_group(process, KILL_GRACE_S)  # the arm's trial processes and fork server too
-    return "finished" if process.returncode == 0 else f"failed (exit {process.returncode}, see {folder / LOG_FILE})"
+    return (
+        "finished"
+        if process.returncode == 0
+        else f"failed (exit {process.returncode}, see {folder / LOG_FILE})"
+    )
 
 
-def _task(space: SearchSpace, space_path: Path, splits: Splits) -> dict[str, Any]:
+class RaceTask(TypedDict):
+    """What every arm of a race trains on, as the results file records it."""
+
+    space: str
+    data: str
+    training_images: int
+    validation_images: int
+    model: str | None
+    epochs: int
+    searched: list[str]
+
+
+def _task(space: SearchSpace, space_path: Path, splits: Splits) -> RaceTask:
     return {
-        "space": str(space_path), "data": space.data.source, "training_images": len(splits.y_train),
-        "validation_images": len(splits.y_val), "model": space.model.name, "epochs": space.training.epochs,
+        "space": str(space_path),
+        "data": space.data.source,
+        "training_images": len(splits.y_train),
+        "validation_images": len(splits.y_val),
+        "model": space.model.name,
+        "epochs": space.training.epochs,
         "searched": sorted(space.searched()),
     }
 
 
-def matplotlib_style(_name: str) -> dict[str, Any]:
+def matplotlib_style(_name: str) -> LineStyle:
     """Matplotlib's own colour cycle, one colour per arm."""
     return {}
 
 
-def plot_race(results: dict[str, Any], path: Path, title: str,
-              style: Callable[[str], dict[str, Any]] = matplotlib_style) -> Path:
+def plot_race(
+    results: dict[str, Any],
+    path: Path,
+    title: str,
+    style: Callable[[str], LineStyle] = matplotlib_style,
+) -> Path:
     """Each arm's best-so-far as a step line held to the end of the budget, the target dotted;
     ``style`` gives an arm's extra line properties (colour, dashes) from its name."""
     fig = Figure(figsize=(9, 5), layout="constrained")
@@ -172,11 +216,25 @@ def plot_race(results: dict[str, Any], path: Path, title: str,
     for name, arm in results["arms"].items():
         if arm["best_so_far"]:
             times, values = zip(*arm["best_so_far"])
-            axes.step([*times, budget], [*values, values[-1]], where="post", marker="o", markersize=4,
-                      markevery=list(range(len(times))), label=name, **style(name))
+            axes.step(
+                [*times, budget],
+                [*values, values[-1]],
+                where="post",
+                marker="o",
+                markersize=4,
+                markevery=list(range(len(times))),
+                label=name,
+                **style(name),
+            )
     target = results["target"]
     if target[VAL_ACCURACY] is not None:
-        axes.axhline(target[VAL_ACCURACY], color="#555555", linestyle=":", linewidth=1, label=f"{target['arm']}'s best")
+        axes.axhline(
+            target[VAL_ACCURACY],
+            color="#555555",
+            linestyle=":",
+            linewidth=1,
+            label=f"{target['arm']}'s best",
+        )
     axes.set_xlim(0, budget)
     axes.set_xlabel("seconds since the arm's process started")
     axes.set_ylabel(f"best {VAL_ACCURACY} so far")
@@ -186,16 +244,25 @@ def plot_race(results: dict[str, Any], path: Path, title: str,
 
 
 def race_task(
-    space_path: Path, *, budget: float, data: str | None, epochs: int | None, echo: Callable[[str], None],
-) -> tuple[SearchSpace, dict[str, Any]]:
+    space_path: Path,
+    *,
+    budget: float,
+    data: str | None,
+    epochs: int | None,
+    echo: Callable[[str], None],
+) -> tuple[SearchSpace, RaceTask]:
     """The space with the race's options applied, and the task it describes; its data is loaded
     once here so that a bad file or source fails before any arm starts."""
     space = load_space(space_path).with_overrides(
-        data={"source": data}, training={"epochs": epochs}, study={"timeout": budget},
+        data={"source": data},
+        training={"epochs": epochs},
+        study={"timeout": budget},
     )
     task = _task(space, space_path, load_splits(space))
-    echo(f"{task['training_images']} training / {task['validation_images']} validation images, "
-         f"{space.model.name}, at most {space.training.epochs} epochs; {budget:g} s per arm")
+    echo(
+        f"{task['training_images']} training / {task['validation_images']} validation images, "
+        f"{space.model.name}, at most {space.training.epochs} epochs; {budget:g} s per arm"
+    )
     return space, task
 
 
@@ -204,7 +271,13 @@ def arm_events(out: Path, name: str) -> list[Event]:
 
 
 def run_race(
-    space_path: Path, *, budget: float, data: str | None, epochs: int | None, out: Path, arms: list[str],
+    space_path: Path,
+    *,
+    budget: float,
+    data: str | None,
+    epochs: int | None,
+    out: Path,
+    arms: list[str],
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the arms on the task and write the results, table and plot into ``out``."""
@@ -212,14 +285,19 @@ def run_race(
     space, task = race_task(space_path, budget=budget, data=data, epochs=epochs, echo=echo)
     out.mkdir(parents=True, exist_ok=True)
     space_file = out / SPACE_FILE
-    space_file.write_text(dump_space(space, f"The task of the race, from {space_path}"), encoding="utf-8")
+    space_file.write_text(
+        dump_space(space, f"The task of the race, from {space_path}"), encoding="utf-8"
+    )
     ended: dict[str, str] = {}
     for name in arms:
         echo(f"{name}: running, output in {out / ARMS_DIR / name / LOG_FILE}")
         ended[name] = run_arm(name, space_file, budget, out / ARMS_DIR / name)
     events = {name: arm_events(out, name) for name in arms}
-    results = {"task": task, **race_results(events, ended, budget, TARGET_ARM),
-               "measured_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+    results = {
+        "task": task,
+        **race_results(events, ended, budget, TARGET_ARM),
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     table = markdown_table(results)
     (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     (out / TABLE_FILE).write_text(f"{_title(results)}\n\n{table}", encoding="utf-8")
@@ -230,12 +308,19 @@ def run_race(
 
 def _title(results: dict[str, Any]) -> str:
     task = results["task"]
-    return (f"Best validation accuracy within {results['budget_s']:g} s per tuner: {task['model']} on "
-            f"{task['training_images']} images of {task['data']}, at most {task['epochs']} epochs, "
-            f"searching {', '.join(task['searched'])}.")
+    return (
+        f"Best validation accuracy within {results['budget_s']:g} s per tuner: {task['model']} on "
+        f"{task['training_images']} images of {task['data']}, at most {task['epochs']} epochs, "
+        f"searching {', '.join(task['searched'])}."
+    )
 
 
-app = typer.Typer(help=__doc__.splitlines()[0], no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help=__doc__.splitlines()[0],
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 
 
 @app.command()
@@ -246,12 +331,21 @@ def race(
     data: DataOption = None,
     epochs: EpochsOption = None,
     out: OutOption = None,
-    arms: Annotated[str, typer.Option(help="comma-separated arms, in running order")] = ",".join(ARMS),
+    arms: Annotated[str, typer.Option(help="comma-separated arms, in running order")] = ",".join(
+        ARMS
+    ),
 ) -> None:
     """Race tune against KerasTuner Hyperband, Optuna TPE + median pruning, and random search."""
     quiet_libraries()
-    run_race(space, budget=budget, data=data, epochs=epochs, out=results_folder(out, "peers"),
-             arms=[name.strip() for name in arms.split(",")], echo=typer.echo)
+    run_race(
+        space,
+        budget=budget,
+        data=data,
+        epochs=epochs,
+        out=results_folder(out, "peers"),
+        arms=[name.strip() for name in arms.split(",")],
+        echo=typer.echo,
+    )
 
 
 @app.command(hidden=True)
@@ -260,7 +354,9 @@ def arm(
     name: Annotated[str, typer.Argument()],
     space: Annotated[Path, typer.Option()],
     events: Annotated[Path, typer.Option()],
-    started: Annotated[float, typer.Option(help="time.monotonic() when the race started this process")],
+    started: Annotated[
+        float, typer.Option(help="time.monotonic() when the race started this process")
+    ],
 ) -> None:
     """One arm, in the process the race started for it."""
     (name,) = _known_arms([name])

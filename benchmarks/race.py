@@ -10,14 +10,29 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from tune.contract import VAL_ACCURACY
 
-# How an arm reports a finished epoch: trial number, Keras's 0-based epoch index, validation accuracy.
+# How an arm reports a finished epoch: trial number, Keras's 0-based epoch index, validation
+# accuracy.
 Record = Callable[[int, int, float], None]
-# A point of a best-so-far curve: seconds since the arm started, best validation accuracy until then.
+# A point of a best-so-far curve: seconds since the arm started, best validation accuracy until
+# then.
 Point = tuple[float, float]
+
+
+class ArmResult(TypedDict):
+    """What one arm did within the budget, as the results file holds it."""
+
+    ended: str
+    trials: int
+    epochs: int
+    first_epoch_s: float | None
+    best_val_accuracy: float | None
+    time_to_best_s: float | None
+    time_to_target_s: float | None
+    best_so_far: list[list[float]]
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,8 @@ def read_events(text: str) -> list[Event]:
 
 
 def within(events: Iterable[Event], budget: float) -> list[Event]:
-    """Events inside the budget, in time order: an epoch logged as the arm was being killed does not count."""
+    """Events inside the budget, in time order: an epoch logged as the arm was being killed does
+    not count."""
     return sorted((event for event in events if event.t <= budget), key=lambda event: event.t)
 
 
@@ -61,7 +77,9 @@ def time_to(events: Sequence[Event], target: float, budget: float) -> float | No
     return next((event.t for event in within(events, budget) if event.val_accuracy >= target), None)
 
 
-def arm_result(events: Sequence[Event], budget: float, target: float | None, ended: str) -> dict[str, Any]:
+def arm_result(
+    events: Sequence[Event], budget: float, target: float | None, ended: str
+) -> ArmResult:
     counted = within(events, budget)
     curve = best_so_far(events, budget)
     best_t, best = curve[-1] if curve else (None, None)
@@ -79,7 +97,10 @@ def arm_result(events: Sequence[Event], budget: float, target: float | None, end
 
 
 def race_results(
-    events: Mapping[str, Sequence[Event]], ended: Mapping[str, str], budget: float, target_arm: str,
+    events: Mapping[str, Sequence[Event]],
+    ended: Mapping[str, str],
+    budget: float,
+    target_arm: str,
 ) -> dict[str, Any]:
     """Every arm's curve and its time to the best validation accuracy ``target_arm`` reached
     within the budget (no target if that arm did not run or finished no epoch)."""
@@ -88,7 +109,10 @@ def race_results(
     return {
         "budget_s": budget,
         "target": {"arm": target_arm, VAL_ACCURACY: target},
-        "arms": {name: arm_result(arm_events, budget, target, ended[name]) for name, arm_events in events.items()},
+        "arms": {
+            name: arm_result(arm_events, budget, target, ended[name])
+            for name, arm_events in events.items()
+        },
     }
 
 
@@ -100,7 +124,16 @@ def markdown_table(results: Mapping[str, Any]) -> str:
     """One row per arm, in the order the arms ran."""
     target_arm, target = results["target"]["arm"], results["target"][VAL_ACCURACY]
     reach = f"time to {target_arm}'s best" + ("" if target is None else f" ({target:.4f})")
-    header = ["arm", "best val accuracy", "reached at", reach, "first epoch at", "trials", "epochs", "ended"]
+    header = [
+        "arm",
+        "best val accuracy",
+        "reached at",
+        reach,
+        "first epoch at",
+        "trials",
+        "epochs",
+        "ended",
+    ]
     rows = [
         [
             name,

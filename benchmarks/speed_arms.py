@@ -9,7 +9,6 @@ labels, Keras's default batch of 32, ``model.fit`` with validation data; seed 00
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import keras
 import tensorflow as tf
@@ -31,23 +30,29 @@ class _EpochClock(keras.callbacks.Callback):
         self.seconds: list[float] = []
         self._mark = 0.0
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self._mark = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         self.seconds.append(time.perf_counter() - self._mark)
 
 
 def _seed_model(num_classes: int) -> keras.Model:
     """Seed 000's Sequential model, L2 1e-3 on Dense64 and dropout 0.5, as it compiles it."""
-    model = keras.Sequential([
-        keras.Input((32, 32, 3)),
-        layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(),
-        layers.Conv2D(64, 3, activation="relu"), layers.Flatten(),
-        layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.l2(0.001)),
-        layers.Dropout(0.5), layers.Dense(num_classes, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu", kernel_regularizer=keras.regularizers.l2(0.001)),
+            layers.Dropout(0.5),
+            layers.Dense(num_classes, activation="softmax"),
+        ]
+    )
     model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -63,13 +68,28 @@ def seed_script_epochs(splits: Splits, epochs: int, augment: bool) -> list[float
     model, clock = _seed_model(classes), _EpochClock()
     if augment:
         generator = ImageDataGenerator(
-            rotation_range=SEED_AUGMENTATION["rotation"], width_shift_range=SEED_AUGMENTATION["width_shift"],
-            height_shift_range=SEED_AUGMENTATION["height_shift"], horizontal_flip=SEED_AUGMENTATION["flip"],
+            rotation_range=SEED_AUGMENTATION["rotation"],
+            width_shift_range=SEED_AUGMENTATION["width_shift"],
+            height_shift_range=SEED_AUGMENTATION["height_shift"],
+            horizontal_flip=SEED_AUGMENTATION["flip"],
         )
-        model.fit(generator.flow(x, y, batch_size=SEED_BATCH_SIZE), validation_data=validation, epochs=epochs,
-                  callbacks=[clock], verbose=0)
+        model.fit(
+            generator.flow(x, y, batch_size=SEED_BATCH_SIZE),
+            validation_data=validation,
+            epochs=epochs,
+            callbacks=[clock],
+            verbose=0,
+        )
     else:
-        model.fit(x, y, batch_size=SEED_BATCH_SIZE, validation_data=validation, epochs=epochs, callbacks=[clock], verbose=0)
+        model.fit(
+            x,
+            y,
+            batch_size=SEED_BATCH_SIZE,
+            validation_data=validation,
+            epochs=epochs,
+            callbacks=[clock],
+            verbose=0,
+        )
     keras.backend.clear_session()
     return clock.seconds
 
@@ -93,13 +113,15 @@ def matmul_peak(repeats: int = 10, rounds: int = 3) -> dict[str, float]:
     return peaks
 
 
-def forward_flops(model: ModelSource, params: Params, input_shape: tuple[int, ...], num_classes: int) -> int:
+def forward_flops(
+    model: ModelSource, params: Params, input_shape: tuple[int, ...], num_classes: int
+) -> int:
     """Multiply-adds of one image's forward pass through the convolutions and dense layers,
     counted twice (a multiply and an add); everything else is small beside them. A training step
     costs about three forward passes (forward, and the gradients of inputs and of weights)."""
-    model, _ = build_model(model, params, input_shape, num_classes)
+    built, _ = build_model(model, params, input_shape, num_classes)
     flops = 0
-    for layer in model.layers:
+    for layer in built.layers:
         if isinstance(layer, layers.Conv2D):
             kernel_h, kernel_w, channels_in, channels_out = layer.kernel.shape
             _, out_h, out_w, _ = layer.output.shape
@@ -109,4 +131,3 @@ def forward_flops(model: ModelSource, params: Params, input_shape: tuple[int, ..
             flops += 2 * inputs * units
     keras.backend.clear_session()
     return int(flops)
-

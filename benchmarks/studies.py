@@ -16,12 +16,19 @@ DEFAULT_SPACE = Path("search_spaces/bench_peers.yaml")
 
 
 def fixed_length_space(
-    space_path: Path, folder: Path, *, data: str | None, trials: int, epochs: int, **training: Any,
+    space_path: Path,
+    folder: Path,
+    *,
+    data: str | None,
+    trials: int,
+    epochs: int,
+    **training: Any,
 ) -> Path:
     """The space with no pruner and ``trials`` trials of ``epochs`` epochs (early stopping as the
     space has it), written into ``folder``; ``training`` overrides more of its training section."""
     space = load_space(space_path).with_overrides(
-        data={"source": data}, training={"epochs": epochs, **training},
+        data={"source": data},
+        training={"epochs": epochs, **training},
         study={"trials": trials, "timeout": None, "pruner": {"type": "none"}},
     )
     path = folder / "space.yaml"

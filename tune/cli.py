@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import signal
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
 from tune.engine.config import SPACE_FORMATS
 from tune.errors import Interrupted, TuneError
+from tune.runtime.devices import share_gpu_memory
 from tune.runtime.processes import answer_ctrl_c
 from tune.runtime.storage import STORAGE_ENV
 from tune.training.tf_logs import choose_tensorflow_logs, filter_stderr
@@ -25,37 +27,50 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-F = TypeVar("F", bound=Callable[..., Any])
-ExportFormat = enum.Enum("ExportFormat", {name: name for name in SPACE_FORMATS}, type=str)
+P = ParamSpec("P")
+R = TypeVar("R")
+# Built from SPACE_FORMATS, so mypy cannot list its members (hence ExportFormat["yaml"] below).
+ExportFormat = enum.Enum(  # type: ignore[misc]
+    "ExportFormat", {name: name for name in SPACE_FORMATS}, type=str
+)
 
 Storage = Annotated[
     str | None,
-    typer.Option(help="Optuna storage: journal:PATH, PATH.log, redis://..., sqlite:///..., postgresql://... "
-                 "[default: journal file under mlruns/optuna/]", envvar=STORAGE_ENV),
+    typer.Option(
+        help="Optuna storage: journal:PATH, PATH.log, redis://..., sqlite:///..., postgresql://... "
+        "[default: journal file under mlruns/optuna/]",
+        envvar=STORAGE_ENV,
+    ),
 ]
 TrackingUri = Annotated[
     str | None,
-    typer.Option(help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db]"),
+    typer.Option(
+        help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db]"
+    ),
 ]
 
 
-def user_errors(command: F) -> F:
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except TuneError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def quiet_libraries(tensorflow_logs: bool = False) -> None:
     """Before TensorFlow loads anywhere: its INFO lines off and its warnings on, unless
     ``tensorflow_logs`` asks for all of them (``tune.training.tf_logs``)."""
     choose_tensorflow_logs(unfiltered=tensorflow_logs)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    share_gpu_memory()
+    # MLflow sets its loggers' levels from this when it is imported, which in tune train, compare,
+    # export and report happens after this function and would undo a level set here.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import optuna
 
     # our own line per trial says how each ended, with the reason; Optuna's would add tracebacks
@@ -68,17 +83,36 @@ def quiet_libraries(tensorflow_logs: bool = False) -> None:
 def run(
     space: Annotated[Path, typer.Argument(help="search-space YAML file")],
     trials: Annotated[int | None, typer.Option(help="trials to run in this process")] = None,
-    timeout: Annotated[float | None, typer.Option(help="stop starting trials after SECONDS")] = None,
-    data: Annotated[str | None, typer.Option(help="cifar10, synthetic, or a path (image folder, .tar.gz, .npz)")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="stop starting trials after SECONDS")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="cifar10, synthetic, or a path (image folder, .tar.gz, .npz)")
+    ] = None,
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
     study: Annotated[str | None, typer.Option(help="study name [default: from the file]")] = None,
-    seed: Annotated[int | None, typer.Option(help="sampler seed; give each parallel worker its own")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only errors and the final summary")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also a line per epoch of every trial, and "
-                                          "TensorFlow's own logs unfiltered")] = False,
-    data_sizes: Annotated[str | None, typer.Option(help="e.g. 5000,10000,20000: one study per training-set size "
-                                                   "(named STUDY-nSIZE), then how the balanced band moves")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="sampler seed; give each parallel worker its own")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="print only errors and the final summary")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="also a line per epoch of every trial, and TensorFlow's own logs unfiltered",
+        ),
+    ] = False,
+    data_sizes: Annotated[
+        str | None,
+        typer.Option(
+            help="e.g. 5000,10000,20000: one study per training-set size "
+            "(named STUDY-nSIZE), then how the balanced band moves"
+        ),
+    ] = None,
 ) -> None:
     """Run (or resume) the study a search-space file describes."""
     answer_ctrl_c()
@@ -97,8 +131,15 @@ def run(
     console = Console()
 
     def run_one(path: Path, run_overrides: RunOverrides) -> optuna.Study:
-        return run_study(path, run_overrides, storage=storage, tracking_uri=tracking_uri, echo=typer.echo,
-                         verbosity=verbosity, console=console if console.is_terminal else None)
+        return run_study(
+            path,
+            run_overrides,
+            storage=storage,
+            tracking_uri=tracking_uri,
+            echo=typer.echo,
+            verbosity=verbosity,
+            console=console if console.is_terminal else None,
+        )
 
     try:
         if data_sizes is not None:
@@ -107,19 +148,33 @@ def run(
         result = run_one(space, overrides)
     except KeyboardInterrupt as stop:
         signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
-        typer.echo(f"interrupted by {signal.Signals(signum).name}: the running trial is marked failed and every finished "
-                   "one is kept; run the same command again to resume", err=True)
+        typer.echo(
+            f"interrupted by {signal.Signals(signum).name}: the running trial is marked failed and "
+            "every finished one is kept; run the same command again to resume",
+            err=True,
+        )
         raise typer.Exit(128 + signum) from None
-    typer.echo(f"done: {len(result.trials)} trials in study {result.study_name!r}; see them with `make ui`")
+    typer.echo(
+        f"done: {len(result.trials)} trials in study {result.study_name!r}; see them with `make ui`"
+    )
 
 
 @app.command()
 @user_errors
 def export(
-    study_or_space: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
-    out: Annotated[Path | None, typer.Option(help="output file, or folder with --top-k > 1 [default: mlruns/exports/]")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="export the K best completed trials")] = 1,
-    fmt: Annotated[ExportFormat, typer.Option("--format", help="file format")] = ExportFormat.yaml,
+    study_or_space: Annotated[
+        str, typer.Argument(help="study name, or the search-space file that names it")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="output file, or folder with --top-k > 1 [default: mlruns/exports/]"),
+    ] = None,
+    top_k: Annotated[
+        int, typer.Option("--top-k", min=1, help="export the K best completed trials")
+    ] = 1,
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="file format")] = ExportFormat[
+        "yaml"
+    ],
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
@@ -127,7 +182,14 @@ def export(
     from tune.commands.export import export_best
 
     quiet_libraries()
-    for path in export_best(study_or_space, storage=storage, tracking_uri=tracking_uri, out=out, top_k=top_k, fmt=fmt.value):
+    for path in export_best(
+        study_or_space,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        out=out,
+        top_k=top_k,
+        fmt=fmt.value,
+    ):
         typer.echo(str(path))
 
 
@@ -136,9 +198,18 @@ def export(
 def train(
     config: Annotated[Path, typer.Argument(help="a fixed config, as tune export writes")],
     data: Annotated[str | None, typer.Option(help="data source [default: the config's]")] = None,
-    seeds: Annotated[int, typer.Option(min=1, help="retrain with seeds 0..N-1: mean and spread")] = 1,
-    epochs: Annotated[int | None, typer.Option(help="maximum epochs [default: the config's]")] = None,
-    full: Annotated[bool, typer.Option("--full", help="then retrain on training + validation images for the chosen epochs")] = False,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="retrain with seeds 0..N-1: mean and spread")
+    ] = 1,
+    epochs: Annotated[
+        int | None, typer.Option(help="maximum epochs [default: the config's]")
+    ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="then retrain on training + validation images for the chosen epochs"
+        ),
+    ] = False,
     tracking_uri: TrackingUri = None,
 ) -> None:
     """Retrain a fixed config on the whole training set, test it once, register the model."""
@@ -146,15 +217,27 @@ def train(
     noise_filter = filter_stderr()  # noqa: F841 (lives as long as the command); TensorFlow loads in this process
     from tune.commands.train import train_config
 
-    train_config(config, data=data, seeds=seeds, epochs=epochs, full=full, tracking_uri=tracking_uri, echo=typer.echo)
+    train_config(
+        config,
+        data=data,
+        seeds=seeds,
+        epochs=epochs,
+        full=full,
+        tracking_uri=tracking_uri,
+        echo=typer.echo,
+    )
 
 
 @app.command()
 @user_errors
 def compare(
-    study_or_space: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
+    study_or_space: Annotated[
+        str, typer.Argument(help="study name, or the search-space file that names it")
+    ],
     seeds: Annotated[int, typer.Option(min=1, help="retrain each config with seeds 0..N-1")] = 1,
-    epochs: Annotated[int | None, typer.Option(help="maximum epochs [default: the study's]")] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="maximum epochs [default: the study's]")
+    ] = None,
     data: Annotated[str | None, typer.Option(help="data source [default: the study's]")] = None,
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
@@ -164,19 +247,36 @@ def compare(
     noise_filter = filter_stderr()  # noqa: F841 (lives as long as the command); TensorFlow loads in this process
     from tune.commands.compare import compare_study
 
-    compare_study(study_or_space, storage=storage, tracking_uri=tracking_uri, seeds=seeds, epochs=epochs,
-                  data=data, echo=typer.echo)
+    compare_study(
+        study_or_space,
+        storage=storage,
+        tracking_uri=tracking_uri,
+        seeds=seeds,
+        epochs=epochs,
+        data=data,
+        echo=typer.echo,
+    )
 
 
 @app.command()
 @user_errors
 def report(
-    study: Annotated[str, typer.Argument(help="study name, or the search-space file that names it")],
+    study: Annotated[
+        str, typer.Argument(help="study name, or the search-space file that names it")
+    ],
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
-    early_calls: Annotated[bool, typer.Option(
-        "--early-calls", help="also replay the early regime call on the stored curves: how often it agrees with the full run")] = False,
-    classes: Annotated[int, typer.Option(min=2, help="number of classes, for --early-calls: sets chance accuracy")] = 10,
+    early_calls: Annotated[
+        bool,
+        typer.Option(
+            "--early-calls",
+            help="also replay the early regime call on the stored curves: how often it agrees with "
+            "the full run",
+        ),
+    ] = False,
+    classes: Annotated[
+        int, typer.Option(min=2, help="number of classes, for --early-calls: sets chance accuracy")
+    ] = 10,
 ) -> None:
     """Diagnose every trial of a study: regimes, parameter effects, plots; logged to MLflow."""
     from tune.commands.export import study_name_of

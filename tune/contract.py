@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 import numpy as np
 
@@ -21,10 +21,13 @@ VGG_BN = "vgg_bn"
 MODEL_NAMES: tuple[str, ...] = (SEED_CNN, VGG_BN)
 # Where a model comes from: one of tune's built-in architectures, a saved ``.keras`` file, or the
 # user's function ``build(input_shape, num_classes) -> keras.Model``.
-BUILTIN, FILE, BUILDER = "builtin", "file", "builder"
+BUILTIN: Final = "builtin"
+FILE: Final = "file"
+BUILDER: Final = "builder"
 ModelKind = Literal["builtin", "file", "builder"]
 # A trial starts from a fresh initialization, or (``keep``, files only) from the saved weights.
-FRESH_WEIGHTS, KEEP_WEIGHTS = "fresh", "keep"
+FRESH_WEIGHTS: Final = "fresh"
+KEEP_WEIGHTS: Final = "keep"
 # How images reach the model: floats in [0, 1] (``unit``, as seed 000 feeds them) or raw 0-255
 # values (``raw``, for a model that rescales or normalizes them itself); ``auto`` tells by the
 # model's first layer.
@@ -42,13 +45,25 @@ VAL_LOSS, VAL_ACCURACY, VAL_DATA_LOSS = "val_loss", "val_accuracy", "val_data_lo
 # The honest training curve: a fixed training subset evaluated in inference mode, penalty-free.
 CLEAN_TRAIN_LOSS, CLEAN_TRAIN_ACCURACY = "clean_train_loss", "clean_train_accuracy"
 METRICS: tuple[str, ...] = (
-    LOSS, ACCURACY, DATA_LOSS, VAL_LOSS, VAL_ACCURACY, VAL_DATA_LOSS,
-    CLEAN_TRAIN_LOSS, CLEAN_TRAIN_ACCURACY,
+    LOSS,
+    ACCURACY,
+    DATA_LOSS,
+    VAL_LOSS,
+    VAL_ACCURACY,
+    VAL_DATA_LOSS,
+    CLEAN_TRAIN_LOSS,
+    CLEAN_TRAIN_ACCURACY,
 )
 # What the diagnosis and the generalization gap are measured on: no dropout, no augmentation, no
 # penalty on either side.
-HONEST_CURVES: tuple[str, ...] = (CLEAN_TRAIN_LOSS, CLEAN_TRAIN_ACCURACY, VAL_DATA_LOSS, VAL_ACCURACY)
-# The final evaluation, once, on the test set that tuning never sees: penalty-free, like the objective.
+HONEST_CURVES: tuple[str, ...] = (
+    CLEAN_TRAIN_LOSS,
+    CLEAN_TRAIN_ACCURACY,
+    VAL_DATA_LOSS,
+    VAL_ACCURACY,
+)
+# The final evaluation, once, on the test set that tuning never sees: penalty-free, like the
+# objective.
 TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
 # Per-epoch gaps between the honest curves (validation minus clean train for the loss, clean train
 # minus validation for the accuracy: both grow as a model overfits).
@@ -112,7 +127,8 @@ def best_epoch(curves: Curves, objective: Objective) -> int:
     return objective.best_index(values)
 
 
-# The one-line summary of a trial: each metric at the best epoch, the 1-based best epoch, the epochs run.
+# The one-line summary of a trial: each metric at the best epoch, the 1-based best epoch, the
+# epochs run.
 BEST_EPOCH, EPOCHS_RUN = "best_epoch", "epochs_run"
 
 
@@ -280,4 +296,6 @@ class Describer(Protocol):
     """Tells what a model source holds (``tune.training.isolated.describe_isolated`` in the trial
     process; tests script their own), raising ``ModelError`` for one tune cannot use."""
 
-    def __call__(self, source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> ModelFacts: ...
+    def __call__(
+        self, source: ModelSource, input_shape: tuple[int, ...], num_classes: int
+    ) -> ModelFacts: ...

@@ -25,7 +25,9 @@ def serve_dashboard(url: str, port: int, echo: Callable[[str], None]) -> int:
     """The storage is opened here first, so a bad URL is one error message rather than a
     server that dies on start."""
     open_storage(url)
-    echo(f"Optuna dashboard on http://{LOOPBACK}:{port}/dashboard for {redact(url)} (Ctrl-C to stop)")
+    echo(
+        f"Optuna dashboard on http://{LOOPBACK}:{port}/dashboard for {redact(url)} (Ctrl-C to stop)"
+    )
     return serve(dashboard_command(port), env={**os.environ, STORAGE_ENV: url})
 
 

@@ -9,12 +9,13 @@ import datetime
 import os
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from tune import __version__
-from tune.contract import VAL_ACCURACY, Objective, best_epoch
+from tune.contract import VAL_ACCURACY, Curves, Objective, best_epoch
 from tune.engine.config import Origin, SearchSpace, dump_space, load_space
 from tune.engine.study import load_existing_study, stored_space, study_objective
 from tune.engine.trial_record import ranked, trial_curves, trial_diagnosis
@@ -37,7 +38,10 @@ def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     """The ``k`` completed trials with the best objective, best first."""
     best = ranked(study.get_trials(deepcopy=False), study_objective(study))
     if not best:
-        raise StudyError(f"study {study.study_name!r} has no completed trial yet ({len(study.trials)} trials in all)")
+        raise StudyError(
+            f"study {study.study_name!r} has no completed trial yet ({len(study.trials)} trials in "
+            "all)"
+        )
     return best[:k]
 
 
@@ -47,9 +51,15 @@ def origin_of(study_name: str, trial: FrozenTrial, rank: int, objective: Objecti
     curves = trial_curves(trial)
     best = best_epoch(curves, objective) if curves else None
     return Origin(
-        study=study_name, trial=trial.number, rank=rank, objective=trial.value,
-        val_accuracy=None if best is None else curves[VAL_ACCURACY][best],
-        best_epoch=None if best is None else best + 1, regime=diagnosis.regime, reason=diagnosis.reason,
+        study=study_name,
+        trial=trial.number,
+        rank=rank,
+        objective=trial.value,
+        # a best epoch comes from curves
+        val_accuracy=None if best is None else cast(Curves, curves)[VAL_ACCURACY][best],
+        best_epoch=None if best is None else best + 1,
+        regime=diagnosis.regime,
+        reason=diagnosis.reason,
     )
 
 
@@ -58,7 +68,8 @@ def exported_configs(study: optuna.Study, k: int) -> list[SearchSpace]:
     space = stored_space(study)
     return [
         space.with_fixed(
-            trial.params, study_name=f"{study.study_name}-{'best' if rank == 1 else f'rank{rank}'}",
+            trial.params,
+            study_name=f"{study.study_name}-{'best' if rank == 1 else f'rank{rank}'}",
             origin=origin_of(study.study_name, trial, rank, space.objective),
         )
         for rank, trial in enumerate(top_trials(study, k), start=1)
@@ -82,9 +93,10 @@ def _destination(config: SearchSpace, out: Path | None, count: int, fmt: str) ->
 
 
 def _header(config: SearchSpace, path: Path) -> str:
-    origin = config.origin
+    origin = cast(Origin, config.origin)  # every exported config has one
     return (
-        f"Rank {origin.rank} of study {origin.study!r}: trial {origin.trial}, {config.objective.metric}={origin.objective:.4f}, "
+        f"Rank {origin.rank} of study {origin.study!r}: trial {origin.trial}, "
+        f"{config.objective.metric}={origin.objective:.4f}, "
         f"{origin.regime}\n"
         f"Exported {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC by tune {__version__}; "
         f"every value fixed. Train it with: tune run {path}"
@@ -92,7 +104,12 @@ def _header(config: SearchSpace, path: Path) -> str:
 
 
 def export_best(
-    target: str, *, storage: str | None, tracking_uri: str | None, out: Path | None, top_k: int = 1,
+    target: str,
+    *,
+    storage: str | None,
+    tracking_uri: str | None,
+    out: Path | None,
+    top_k: int = 1,
     fmt: str = "yaml",
 ) -> list[Path]:
     name = study_name_of(target)
@@ -103,5 +120,5 @@ def export_best(
     tracker = Tracker(name, tracking_uri)
     parent = tracker.latest_parent()
     for path in paths if parent is not None else []:
-        tracker.log_file(parent, path, "export")
+        tracker.log_file(cast(str, parent), path, "export")
     return paths

@@ -80,10 +80,19 @@ class _Bar:
 
     @classmethod
     def start(cls, console: Console, trials: int, status: str) -> _Bar:
-        progress = Progress(TextColumn("{task.description:<9}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-                            TimeElapsedColumn(), TextColumn("{task.fields[status]}"), console=console)
-        bar = cls(progress, progress.add_task("trials", total=trials, status=status),
-                  progress.add_task("", total=None, status="", visible=False))
+        progress = Progress(
+            TextColumn("{task.description:<9}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+        )
+        bar = cls(
+            progress,
+            progress.add_task("trials", total=trials, status=status),
+            progress.add_task("", total=None, status="", visible=False),
+        )
         progress.start()
         return bar
 
@@ -97,7 +106,12 @@ class RunProgress:
     """The run's output: plain lines through ``echo``, or, given a terminal ``console``, lines
     printed above a live bar."""
 
-    def __init__(self, echo: Echo = print, verbosity: Verbosity = Verbosity.NORMAL, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        echo: Echo = print,
+        verbosity: Verbosity = Verbosity.NORMAL,
+        console: Console | None = None,
+    ) -> None:
         self.echo, self.verbosity, self.console = echo, verbosity, console
         self.counts: Counter[TrialState] = Counter()
         self.metric = ""
@@ -136,8 +150,13 @@ class RunProgress:
         def watched(trial: optuna.Trial) -> float:
             self.trial = trial.number
             if self._bar is not None:
-                self._bar.progress.reset(self._bar.epochs, total=None, description=f"trial {trial.number}", status="",
-                                         visible=True)
+                self._bar.progress.reset(
+                    self._bar.epochs,
+                    total=None,
+                    description=f"trial {trial.number}",
+                    status="",
+                    visible=True,
+                )
             return objective(trial)
 
         return watched
@@ -145,7 +164,9 @@ class RunProgress:
     def watch_epochs(self, trainer: Trainer) -> Trainer:
         """The trainer, showing each epoch before the objective's hook may prune the trial."""
 
-        def train(params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
+        def train(
+            params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook
+        ) -> TrainingResult:
             def hook(epoch: int, logs: dict[str, float]) -> None:
                 self.epoch(epoch + 1, settings.epochs, logs[self.metric])
                 on_epoch(epoch, logs)
@@ -156,7 +177,9 @@ class RunProgress:
 
     def epoch(self, epoch: int, epochs: int, value: float) -> None:
         if self._bar is not None:
-            self._bar.progress.update(self._bar.epochs, total=epochs, completed=epoch, status=f"{self.metric}={value:.4f}")
+            self._bar.progress.update(
+                self._bar.epochs, total=epochs, completed=epoch, status=f"{self.metric}={value:.4f}"
+            )
         if self.verbosity is Verbosity.VERBOSE:
             self.line(epoch_line(self.trial, epoch, epochs, self.metric, value))
 

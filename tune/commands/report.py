@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import cast
 
 import optuna
 
@@ -28,7 +29,11 @@ def publish_report(study: optuna.Study, tracker: Tracker, parent_run_id: str | N
         for path in report.files:
             tracker.log_file(parent_run_id, path, "report")
         _publish_best(study, tracker, parent_run_id)
-        tracker.show_params(sorted({name for trial in study.get_trials(deepcopy=False) for name in trial.distributions}))
+        tracker.show_params(
+            sorted(
+                {name for trial in study.get_trials(deepcopy=False) for name in trial.distributions}
+            )
+        )
     return report
 
 
@@ -41,7 +46,12 @@ def _publish_best(study: optuna.Study, tracker: Tracker, parent_run_id: str) -> 
         return
     curves = trial_curves(best)
     summary = trial_summary(curves, objective) if curves else {}
-    tracker.log_best(parent_run_id, best.number, best.user_attrs.get(TrialAttr.RUN_ID), {OBJECTIVE_METRIC: best.value, **summary})
+    tracker.log_best(
+        parent_run_id,
+        best.number,
+        best.user_attrs.get(TrialAttr.RUN_ID),
+        {OBJECTIVE_METRIC: cast(float, best.value), **summary},
+    )
 
 
 def report_study(name: str, *, storage: str | None, tracking_uri: str | None) -> Report:
@@ -57,9 +67,17 @@ def write_early_calls(name: str, *, storage: str | None, classes: int) -> tuple[
     rows = replay(study.trials, thresholds, classes)
     folder = report_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / JSON_FILE).write_text(json.dumps(
-        {"study": name, "early_epochs": thresholds.early_epochs, **summary(rows), "trials": [asdict(r) for r in rows]},
-        indent=2))
+    (folder / JSON_FILE).write_text(
+        json.dumps(
+            {
+                "study": name,
+                "early_epochs": thresholds.early_epochs,
+                **summary(rows),
+                "trials": [asdict(r) for r in rows],
+            },
+            indent=2,
+        )
+    )
     table = markdown(name, rows, thresholds)
     (folder / TABLE_FILE).write_text(table)
     return table, folder

@@ -66,13 +66,17 @@ def resolve_space(path: Path, overrides: RunOverrides) -> SearchSpace:
         data={"source": overrides.data, "train_subset": overrides.train_subset},
     )
     if overrides.seed is not None:
-        space = space.with_overrides(study={"sampler": {**space.study.sampler.model_dump(), "seed": overrides.seed}})
+        space = space.with_overrides(
+            study={"sampler": {**space.study.sampler.model_dump(), "seed": overrides.seed}}
+        )
     return space
 
 
 def load_splits(space: SearchSpace) -> Splits:
     data = space.data
-    return split_for_tuning(load_dataset(data.source), data.validation_size, data.train_subset, data.seed)
+    return split_for_tuning(
+        load_dataset(data.source), data.validation_size, data.train_subset, data.seed
+    )
 
 
 def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
@@ -85,7 +89,10 @@ def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
     best = " *best*" if leader is not None and trial.number == leader.number else ""
     failure = trial_record.trial_failure(trial)
     why = f"  ({failure.splitlines()[0]})" if failure else ""
-    return f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} {regime}{best}{why}"
+    return (
+        f"trial {trial.number:>3}  {trial.state.name:<8} {value}  epochs={epochs:<3} "
+        f"{regime}{best}{why}"
+    )
 
 
 @contextmanager
@@ -100,10 +107,13 @@ def _signals_interrupt() -> Iterator[None]:
 
 
 def _recover(study: optuna.Study, tracker: Tracker, progress: RunProgress) -> None:
-    """What dead workers left RUNNING, in Optuna and in MLflow, is closed before new trials start."""
+    """What dead workers left RUNNING, in Optuna and in MLflow, is closed before new trials
+    start."""
     for trial, reason in recover_dead_trials(study):
         tracker.close_dead_trial(trial.user_attrs.get(TrialAttr.RUN_ID), reason)
-        progress.line(f"trial {trial.number:>3}  FAIL     ({reason}); its parameters are queued again")
+        progress.line(
+            f"trial {trial.number:>3}  FAIL     ({reason}); its parameters are queued again"
+        )
     tracker.close_dead_parents()
 
 
@@ -115,15 +125,25 @@ def _check_not_all_failed(finished: list[optuna.trial.FrozenTrial]) -> None:
 
 
 def _start_parent(
-    tracker: Tracker, space: SearchSpace, name: str, path: Path, storage: str | None, facts: ModelFacts
+    tracker: Tracker,
+    space: SearchSpace,
+    name: str,
+    path: Path,
+    storage: str | None,
+    facts: ModelFacts,
 ) -> str:
     """This worker's parent run, with everything needed to reproduce it and the model it tunes."""
     source = space.model.source()
     parent = tracker.start_parent(
         f"{name}@{socket.gethostname()}:{os.getpid()}",
         params={**space.to_dict(), MODEL_PARAMETERS: facts.parameters},
-        tags={**provenance_tags(), "tune.storage": redact(storage or default_storage_url()), "tune.space_file": str(path),
-              MODEL_SOURCE_TAG: source.describe(), MODEL_SHA256_TAG: source.sha256 or "built-in"},
+        tags={
+            **provenance_tags(),
+            "tune.storage": redact(storage or default_storage_url()),
+            "tune.space_file": str(path),
+            MODEL_SOURCE_TAG: source.describe(),
+            MODEL_SHA256_TAG: source.sha256 or "built-in",
+        },
     )
     tracker.log_file(parent, path, "space")
     tracker.log_text(parent, dump_space(space), "search_space.yaml")
@@ -137,23 +157,37 @@ def prepare_model(
     """The space with its model pinned by hash, and what the model holds, once every knob has been
     checked against it: before any store is opened."""
     space = pin(space, pinned_by)
-    facts = describer(space.model.source(), tuple(splits.x_train.shape[1:]), len(splits.class_names))
+    facts = describer(
+        space.model.source(), tuple(splits.x_train.shape[1:]), len(splits.class_names)
+    )
     check_knobs(space, facts, path)
     return space, facts
 
 
-def _next_steps(name: str, storage: str | None, tracking_uri: str | None, tracker: Tracker) -> list[str]:
+def _next_steps(
+    name: str, storage: str | None, tracking_uri: str | None, tracker: Tracker
+) -> list[str]:
     """Where the results are, as commands to paste, with the stores this run was given."""
     tracking = ["--tracking-uri", tracking_uri] if tracking_uri else []
     stores = (["--storage", redact(storage)] if storage else []) + tracking
-    return [f"MLflow runs: {tracker.tracking_uri} (browse them with `{shlex.join(['tune', 'ui', *tracking])}`)",
-            f"export the best trial: {shlex.join(['tune', 'export', name, *stores])}"]
+    return [
+        f"MLflow runs: {tracker.tracking_uri} (browse them with "
+        f"`{shlex.join(['tune', 'ui', *tracking])}`)",
+        f"export the best trial: {shlex.join(['tune', 'export', name, *stores])}",
+    ]
 
 
 def run_study(
-    path: Path, overrides: RunOverrides, *, storage: str | None, tracking_uri: str | None,
-    echo: Echo = print, trainer: Trainer | None = None, verbosity: Verbosity = Verbosity.NORMAL,
-    console: Console | None = None, describer: Describer = describe_isolated,
+    path: Path,
+    overrides: RunOverrides,
+    *,
+    storage: str | None,
+    tracking_uri: str | None,
+    echo: Echo = print,
+    trainer: Trainer | None = None,
+    verbosity: Verbosity = Verbosity.NORMAL,
+    console: Console | None = None,
+    describer: Describer = describe_isolated,
 ) -> optuna.Study:
     """Validate, load data, open the study and its parent run, run the trials, report. Lines go to
     ``echo``, or above a live progress bar on ``console``, a terminal. With no ``trainer``, trials
@@ -166,8 +200,10 @@ def run_study(
         trainer = train_isolated
     splits = load_splits(space)
     space, facts = prepare_model(space, splits, path, describer, f"study {name!r} began")
-    progress.line(f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, "
-                  f"model {space.model.source().describe()} ({facts.parameters:,} parameters)")
+    progress.line(
+        f"study {name!r}: {len(splits.y_train)} training / {len(splits.y_val)} validation images, "
+        f"model {space.model.source().describe()} ({facts.parameters:,} parameters)"
+    )
     for note in rewrite_notes(space, facts):
         progress.line(f"note: {note}")
     study = open_study(space, name, storage, str(path), reference_values(space, facts))
@@ -177,11 +213,19 @@ def run_study(
     ctx = TrialContext(space, splits, name, parent, space.study.sampler.seed or 0)
     objective = progress.watch(make_objective(ctx, tracker, progress.watch_epochs(trainer)))
     status, finished = "FAILED", []
+
+    def on_finished(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
+        finished.append(t)
+        progress.finished(s, t, _trial_line(s, t))
+
     try:
         with _signals_interrupt(), progress.running(study, space.study.trials):
             study.optimize(
-                objective, n_trials=space.study.trials, timeout=space.study.timeout, catch=(Exception,),
-                callbacks=[lambda s, t: (finished.append(t), progress.finished(s, t, _trial_line(s, t)))],
+                objective,
+                n_trials=space.study.trials,
+                timeout=space.study.timeout,
+                catch=(Exception,),
+                callbacks=[on_finished],
             )
         _check_not_all_failed(finished)
         status = "FINISHED"

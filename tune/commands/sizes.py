@@ -28,19 +28,34 @@ def parse_sizes(text: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",")]
     except ValueError:
-        raise SpaceError(f"command-line option: --data-sizes: expected whole numbers separated by commas, got {text!r}") from None
+        raise SpaceError(
+            "command-line option: --data-sizes: expected whole numbers separated by commas, got "
+            f"{text!r}"
+        ) from None
     if len(set(sizes)) != len(sizes) or min(sizes) < 1:
-        raise SpaceError(f"command-line option: --data-sizes: sizes must be distinct and at least 1, got {text!r}")
+        raise SpaceError(
+            "command-line option: --data-sizes: sizes must be distinct and at least 1, got "
+            f"{text!r}"
+        )
     return sorted(sizes)
 
 
-def run_data_sizes(path: Path, overrides: RunOverrides, sizes: list[int], run: Run, echo: Echo) -> list[Path]:
+def run_data_sizes(
+    path: Path, overrides: RunOverrides, sizes: list[int], run: Run, echo: Echo
+) -> list[Path]:
     """Every size's space is validated before the first study starts, so a bad size fails early."""
     name = resolve_space(path, overrides).study_name(path)
-    plans = {size: dataclasses.replace(overrides, train_subset=size, study=size_study_name(name, size)) for size in sizes}
+    plans = {
+        size: dataclasses.replace(overrides, train_subset=size, study=size_study_name(name, size))
+        for size in sizes
+    }
     for plan in plans.values():
         resolve_space(path, plan)
     studies = {size: run(path, plan) for size, plan in plans.items()}
     files = write_size_report(name, studies, report_dir(name))
-    echo(size_markdown(name, size_rows(studies)) + "\n" + "\n".join(f"written: {path}" for path in files))
+    echo(
+        size_markdown(name, size_rows(studies))
+        + "\n"
+        + "\n".join(f"written: {path}" for path in files)
+    )
     return files

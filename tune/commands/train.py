@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 from tune.commands.run import Echo, prepare_model
 from tune.contract import (
@@ -22,6 +23,7 @@ from tune.contract import (
     Curves,
     EpochHook,
     ModelFacts,
+    Params,
     Splits,
     TestedResult,
     TestSplit,
@@ -92,12 +94,16 @@ class Plan:
 def held_out(space: SearchSpace, echo: Echo) -> HeldOut:
     dataset = load_dataset(space.data.source)
     splits = split_for_tuning(dataset, space.data.validation_size, None, space.data.seed)
-    echo(f"retraining on {len(splits.y_train)} training images, {len(splits.y_val)} held out, "
-         f"then testing once on {len(dataset.y_test)}")
+    echo(
+        f"retraining on {len(splits.y_train)} training images, {len(splits.y_val)} held out, "
+        f"then testing once on {len(dataset.y_test)}"
+    )
     return HeldOut(splits, TestSplit(dataset.x_test, dataset.y_test))
 
 
-def checked_model(space: SearchSpace, splits: Splits, path: Path | str, pinned_by: str) -> tuple[SearchSpace, ModelFacts]:
+def checked_model(
+    space: SearchSpace, splits: Splits, path: Path | str, pinned_by: str
+) -> tuple[SearchSpace, ModelFacts]:
     """The config's model, unchanged since ``pinned_by`` and able to take every knob, before any run
     is written. In this process: a retrain loads TensorFlow here anyway."""
     from tune.training.models import (
@@ -108,7 +114,13 @@ def checked_model(space: SearchSpace, splits: Splits, path: Path | str, pinned_b
 
 
 def train_config(
-    path: Path, *, data: str | None, seeds: int, epochs: int | None, full: bool, tracking_uri: str | None,
+    path: Path,
+    *,
+    data: str | None,
+    seeds: int,
+    epochs: int | None,
+    full: bool,
+    tracking_uri: str | None,
     echo: Echo = print,
 ) -> list[Retrain]:
     """Retrain ``seeds`` times on the whole training set, test each once, log and register each."""
@@ -123,7 +135,9 @@ def train_config(
     return retrains
 
 
-def retrain_seeds(plan: Plan, data: HeldOut, seeds: int, tracker: Tracker, echo: Echo) -> list[Retrain]:
+def retrain_seeds(
+    plan: Plan, data: HeldOut, seeds: int, tracker: Tracker, echo: Echo
+) -> list[Retrain]:
     """Seeds 0..seeds-1, each logged as a run and registered as a model version."""
     return [_retrain(plan, data, seed, tracker, echo) for seed in range(seeds)]
 
@@ -131,10 +145,18 @@ def retrain_seeds(plan: Plan, data: HeldOut, seeds: int, tracker: Tracker, echo:
 def _retrain(plan: Plan, data: HeldOut, seed: int, tracker: Tracker, echo: Echo) -> Retrain:
     space, params = plan.space, plan.space.params()
     source = {SOURCE_TRIAL_TAG: str(space.origin.trial)} if space.origin else {}
-    settings = {"model": space.model.source().describe(), "epochs": space.training.epochs, "data.source": space.data.source,
-                "full": plan.full}
-    run_id = tracker.start_retrain(plan.parent_id, f"{space.study.name}-seed{seed}", {**params, **settings},
-                                   {SEED_TAG: str(seed), **source})
+    settings = {
+        "model": space.model.source().describe(),
+        "epochs": space.training.epochs,
+        "data.source": space.data.source,
+        "full": plan.full,
+    }
+    run_id = tracker.start_retrain(
+        plan.parent_id,
+        f"{space.study.name}-seed{seed}",
+        {**params, **settings},
+        {SEED_TAG: str(seed), **source},
+    )
     curves: defaultdict[str, list[float]] = defaultdict(list)
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -144,14 +166,28 @@ def _retrain(plan: Plan, data: HeldOut, seed: int, tracker: Tracker, echo: Echo)
 
     started = time.perf_counter()
     model_path = models_dir(tracker.study_name) / f"{run_id}.keras"
-    validation, tested = _train_and_test(plan, data, space.train_settings(seed), on_epoch, model_path)
+    validation, tested = _train_and_test(
+        plan, data, space.train_settings(seed), on_epoch, model_path
+    )
     seconds = time.perf_counter() - started
     diagnosis = diagnose(curves, space.diagnosis, num_classes=len(data.splits.class_names))
-    _log_result(tracker, run_id, validation, tested, diagnosis, curves, f"{space.study.name} retrain, seed {seed}")
-    version = tracker.register_model(run_id, model_path, plan.registered_as, {TEST_ACCURACY: f"{tested.test_accuracy:.6f}"})
+    _log_result(
+        tracker,
+        run_id,
+        validation,
+        tested,
+        diagnosis,
+        curves,
+        f"{space.study.name} retrain, seed {seed}",
+    )
+    version = tracker.register_model(
+        run_id, model_path, plan.registered_as, {TEST_ACCURACY: f"{tested.test_accuracy:.6f}"}
+    )
     tracker.finish_run(run_id)
-    echo(f"{space.study.name} seed {seed}: test accuracy {tested.test_accuracy:.4f}, test loss "
-         f"{tested.test_loss:.4f}, {diagnosis.regime}, {seconds:.0f} s; model version {version}")
+    echo(
+        f"{space.study.name} seed {seed}: test accuracy {tested.test_accuracy:.4f}, test loss "
+        f"{tested.test_loss:.4f}, {diagnosis.regime}, {seconds:.0f} s; model version {version}"
+    )
     return Retrain(seed, run_id, version, model_path, tested, diagnosis, seconds)
 
 
@@ -164,7 +200,7 @@ def _train_and_test(
     from tune.training.final import train_and_test
     from tune.training.fit import train_model
 
-    params = plan.space.params()
+    params = cast(Params, plan.space.params())  # a fixed config: nothing is searched
     if not plan.full:
         tested = train_and_test(params, data.splits, data.test, settings, on_epoch, model_path)
         return tested.training, tested
@@ -179,12 +215,24 @@ def _ignore(epoch: int, logs: dict[str, float]) -> None:
 
 
 def _log_result(
-    tracker: Tracker, run_id: str, validation: TrainingResult, tested: TestedResult, diagnosis: Diagnosis,
-    curves: Curves, title: str,
+    tracker: Tracker,
+    run_id: str,
+    validation: TrainingResult,
+    tested: TestedResult,
+    diagnosis: Diagnosis,
+    curves: Curves,
+    title: str,
 ) -> None:
-    tracker.log_metrics(run_id, {TEST_LOSS: tested.test_loss, TEST_ACCURACY: tested.test_accuracy,
-                                 at_best(validation.objective.metric): validation.value, BEST_EPOCH: validation.best_epoch + 1,
-                                 "tested_epochs": tested.training.epochs_run})
+    tracker.log_metrics(
+        run_id,
+        {
+            TEST_LOSS: tested.test_loss,
+            TEST_ACCURACY: tested.test_accuracy,
+            at_best(validation.objective.metric): validation.value,
+            BEST_EPOCH: validation.best_epoch + 1,
+            "tested_epochs": tested.training.epochs_run,
+        },
+    )
     tracker.log_diagnosis(run_id, diagnosis, curves, title, validation.objective)
 
 

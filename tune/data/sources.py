@@ -19,6 +19,7 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, cast
 
 import numpy as np
 from PIL import Image
@@ -28,8 +29,20 @@ from tune.data.splits import ARRAYS, Dataset
 from tune.data.synthetic import is_synthetic, load_synthetic
 from tune.errors import DataError
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
 CIFAR10_CLASSES = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
 )
 _ACCEPTED = (
     "expected 'cifar10', 'synthetic' or 'synthetic:N', an image-folder directory or .tar.gz "
@@ -49,15 +62,17 @@ _SPLITS = ("train", "test")
 _CIFAR_BATCHES = frozenset(
     {f"data_batch_{i}" for i in range(1, 6)} | {"test_batch", "batches.meta"}
 )
-_PICKLE_GLOBALS = frozenset({
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"),
-})
+_PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+)
 
 
 def load_dataset(source: str) -> Dataset:
@@ -126,7 +141,7 @@ def _describe(kind: str, source: str) -> str:
     return f"{kind} {Path(source).expanduser().absolute()}"
 
 
-def _labels(y: np.ndarray) -> np.ndarray:
+def _labels(y: ArrayLike) -> np.ndarray:
     return np.asarray(y).reshape(-1).astype(np.int64)
 
 
@@ -159,7 +174,7 @@ def _wanted(name: str) -> bool:
 
 def _dir_names(root: Path) -> list[str]:
     """Files at most four levels down: deep enough for every layout, bounded on a wrong path."""
-    names = []
+    names: list[str] = []
     for folder, subfolders, files in os.walk(root):
         parts = Path(folder).relative_to(root).parts
         if len(parts) == 3:
@@ -184,7 +199,8 @@ def _read_tar(path: Path, source: str) -> dict[str, bytes]:
                 name = member.name.removeprefix("./")
                 _check_member(member, name, source)
                 if member.isfile() and _wanted(name):
-                    files[name] = tar.extractfile(member).read()
+                    # a regular file always has its content
+                    files[name] = cast(IO[bytes], tar.extractfile(member)).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"data source '{source}': cannot read the archive: {exc}") from exc
     return files
@@ -194,10 +210,14 @@ def _check_member(member: tarfile.TarInfo, name: str, source: str) -> None:
     """Nothing is extracted, but an archive with links or paths leaving it was not made by a
     dataset tool, so it is refused rather than half-read."""
     if member.issym() or member.islnk():
-        raise DataError(f"data source '{source}': archive member '{name}' is a link (to '{member.linkname}'); "
-                        "archives with links are refused")
+        raise DataError(
+            f"data source '{source}': archive member '{name}' is a link (to '{member.linkname}'); "
+            "archives with links are refused"
+        )
     if name.startswith("/") or ".." in PurePosixPath(name).parts:
-        raise DataError(f"data source '{source}': archive member '{name}' points outside the archive; refused")
+        raise DataError(
+            f"data source '{source}': archive member '{name}' points outside the archive; refused"
+        )
 
 
 def _image_folder(files: Mapping[str, bytes], source: str) -> Dataset:
@@ -317,7 +337,7 @@ def _cifar_batches(
                 "expected rows of 3072 bytes"
             )
         x_parts.append(rows.reshape(-1, 3, 32, 32))
-        y_parts.append(_labels(_field(content, b"labels", batch, source)))
+        y_parts.append(_labels(cast("ArrayLike", _field(content, b"labels", batch, source))))
     return np.concatenate(x_parts).transpose(0, 2, 3, 1), np.concatenate(y_parts)
 
 
@@ -325,7 +345,8 @@ def _cifar_python(files: Mapping[str, bytes], source: str) -> Dataset:
     x_train, y_train = _cifar_batches(files, [f"data_batch_{i}" for i in range(1, 6)], source)
     x_test, y_test = _cifar_batches(files, ["test_batch"], source)
     meta = _unpickle(files, "batches.meta", source)
-    names = tuple(name.decode() for name in _field(meta, b"label_names", "batches.meta", source))
+    labels = cast(list[bytes], _field(meta, b"label_names", "batches.meta", source))
+    names = tuple(name.decode() for name in labels)
     description = _describe("CIFAR-10 python batches", source)
     return Dataset(x_train, y_train, x_test, y_test, names, description)
 
@@ -358,12 +379,14 @@ def _class_count(y_train: np.ndarray, y_test: np.ndarray, source: str) -> int:
     if present[-1] != count - 1:
         missing = np.setdiff1d(np.arange(min(int(present[-1]), count + 10)), present)[:5].tolist()
         raise DataError(
-            f"data source '{source}': y_train labels must be class indices 0..K-1 with images for every "
-            f"class; it has {count} distinct labels but the largest is {int(present[-1])} (no images for {missing}...)"
+            f"data source '{source}': y_train labels must be class indices 0..K-1 with images for "
+            f"every class; it has {count} distinct labels but the largest is {int(present[-1])} "
+            f"(no images for {missing}...)"
         )
     if y_test.max() >= count:
         raise DataError(
-            f"data source '{source}': y_test has label {int(y_test.max())}, but y_train has only classes 0..{count - 1}"
+            f"data source '{source}': y_test has label {int(y_test.max())}, but y_train has only "
+            f"classes 0..{count - 1}"
         )
     return count
 
@@ -379,5 +402,3 @@ def _check_npz_split(x: np.ndarray, y: np.ndarray, split: str, source: str) -> N
             f"data source '{source}': 'y_{split}' is {y.dtype} of shape {y.shape}; expected "
             f"{len(x)} non-negative integer labels, shape (N,) or (N, 1)"
         )
-
-

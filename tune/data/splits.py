@@ -46,7 +46,9 @@ def split_for_tuning(
 def _check_validation_size(validation_size: int | float, dataset: Dataset) -> None:
     """The schema has checked the value itself; whether it fits depends on the data."""
     n, n_classes = len(dataset.y_train), len(np.unique(dataset.y_train))
-    n_val = validation_size if isinstance(validation_size, int) else int(np.ceil(validation_size * n))
+    n_val = (
+        validation_size if isinstance(validation_size, int) else int(np.ceil(validation_size * n))
+    )
     if n_val > n - n_classes:
         raise DataError(
             f"validation_size {validation_size!r}: takes {n_val} of {n} training images, but at "
@@ -67,6 +69,9 @@ def with_validation_in_training(splits: Splits) -> Splits:
     """``tune train --full``: the validation images join the training set once the validation run
     has chosen the epochs. They stay as ``x_val`` only so training still reports on them."""
     return Splits(
-        np.concatenate([splits.x_train, splits.x_val]), np.concatenate([splits.y_train, splits.y_val]),
-        splits.x_val, splits.y_val, splits.class_names,
+        np.concatenate([splits.x_train, splits.x_val]),
+        np.concatenate([splits.y_train, splits.y_val]),
+        splits.x_val,
+        splits.y_val,
+        splits.class_names,
     )

@@ -1,4 +1,5 @@
-"""``synthetic`` and ``synthetic:N``: a generated CIFAR-shaped dataset for tests and offline demos."""
+"""``synthetic`` and ``synthetic:N``: a generated CIFAR-shaped dataset for tests and offline
+demos."""
 
 from __future__ import annotations
 

@@ -26,10 +26,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import cast
 
 import numpy as np
-from pydantic import ConfigDict, Field
 
 from tune.contract import (
     CLEAN_TRAIN_ACCURACY,
@@ -44,6 +43,7 @@ from tune.contract import (
     at_final,
     best_epoch,
 )
+from tune.engine.config import Thresholds
 
 REGIMES = ("under-regularized", "over-regularized", "balanced", "inconclusive")
 UNDER_REGULARIZED, OVER_REGULARIZED, BALANCED, INCONCLUSIVE = REGIMES
@@ -51,59 +51,6 @@ UNDER_REGULARIZED, OVER_REGULARIZED, BALANCED, INCONCLUSIVE = REGIMES
 # The diagnosis number the report ranks and bins trials by: end gap, validation minus clean train.
 FINAL_GAP_LOSS, FINAL_GAP_ACCURACY = at_final(GAP_LOSS), at_final(GAP_ACCURACY)
 _TINY_LOSS = 1e-12
-# The limits of each threshold, declared once: the search-space schema validates the
-# ``diagnosis:`` section against them (pydantic reads ``Annotated`` fields of a dataclass).
-_Epochs = Annotated[int, Field(ge=2, strict=True)]
-_Count = Annotated[int, Field(ge=1, strict=True)]
-_Positive = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
-_Fraction = Annotated[float, Field(ge=0, le=1, strict=True)]
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Where the diagnosis draws its lines; the `diagnosis:` section of a search-space file sets
-    any of them by name. Defaults are tuned for CIFAR-10-sized problems with accuracy measured on a
-    few thousand images, whose epoch-to-epoch noise is about one accuracy point."""
-
-    __pydantic_config__ = ConfigDict(extra="forbid")
-
-    # epochs; a trial pruned before this says nothing about its regime (2 is the least a slope
-    # needs).
-    min_epochs: _Epochs = 3
-    # epochs averaged for every end value and for the validation minimum: damps single noisy epochs
-    # while still reacting within an early-stopping patience window.
-    smooth_epochs: _Count = 3
-    # nats of val_data_loss - clean_train_loss at the end. exp(0.5) = 1.65: validation images get
-    # 1.65x less probability on their true class (geometric mean) than training images, which no
-    # well-regularized CIFAR-10 CNN shows (theirs stay around 0.1-0.3 nats).
-    overfit_gap: _Positive = 0.5
-    # relative rise of the end val_data_loss above its minimum (0.10 = 10%). Early-stopping tails
-    # and noise move it a few percent; a climb past 10% is the classic overfitting U.
-    overfit_rise: _Positive = 0.10
-    # relative fall of clean_train_loss over the same epochs the validation loss rose (0.05 = 5%):
-    # a rise with a falling training loss is overfitting; a rise with both rising is instability.
-    overfit_train_fall: _Positive = 0.05
-    # clean training accuracy, as a fraction of the way from chance (1/num_classes) to 1, below
-    # which the model "cannot fit its training data": 0.5 -> 55% on 10 classes, where every
-    # capable CIFAR-10 CNN that is not held back gets to 70-90%.
-    underfit_accuracy: _Fraction = 0.5
-    # |clean train accuracy - val accuracy| at or below which the two are "close" (0.05 = 5 points):
-    # a held-back model generalizes as well as it fits.
-    underfit_gap: _Fraction = 0.05
-    # accuracy gained per epoch (least-squares slope over the last flat_window epochs) below which a
-    # curve is flat. 0.01 = 1 point/epoch: three times the slope noise of 1-point epoch jitter.
-    flat_slope: _Positive = 0.01
-    # epochs the flatness slope is fitted over (fewer if the run is shorter).
-    flat_window: _Epochs = 5
-    # The early call (``pruner.early_regime``), made once, after this many epochs: by then a
-    # CIFAR-10 CNN that can learn at all is well above chance.
-    early_epochs: _Epochs = 3
-    # clean training accuracy within this fraction of the way from chance to 1 (0.05 -> 14.5% on
-    # 10 classes), and flat: the model cannot fit its data and never will at this strength.
-    early_chance_margin: _Fraction = 0.05
-    # nats of val_data_loss - clean_train_loss, twice ``overfit_gap``, with the validation loss
-    # already past its minimum: overfitting this hard this early does not turn around.
-    early_overfit_gap: _Positive = 1.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +93,9 @@ def diagnose(
     return Diagnosis(regime, reason, numbers)
 
 
-def early_call(curves: Curves, thresholds: Thresholds = Thresholds(), *, num_classes: int = 10) -> Diagnosis | None:
+def early_call(
+    curves: Curves, thresholds: Thresholds = Thresholds(), *, num_classes: int = 10
+) -> Diagnosis | None:
     """The verdict after ``early_epochs`` epochs on a trial the full run cannot save, or None.
 
     Only the two cases that no later epoch turns around: stuck near chance with a flat clean
@@ -160,16 +109,26 @@ def early_call(curves: Curves, thresholds: Thresholds = Thresholds(), *, num_cla
     floor = chance + thresholds.early_chance_margin * (1.0 - chance)
     slope = _slope(accuracy, epochs)
     if accuracy[-1] < floor and slope < thresholds.flat_slope:
-        return Diagnosis(OVER_REGULARIZED, (
-            f"early call after {epochs} epochs: clean training accuracy {accuracy[-1]:.2f} is within "
-            f"{thresholds.early_chance_margin:g} of chance ({chance:.2f}) and flat ({slope:.3f}/epoch): "
-            f"the model cannot fit its training data"), {})
+        return Diagnosis(
+            OVER_REGULARIZED,
+            (
+                f"early call after {epochs} epochs: clean training accuracy {accuracy[-1]:.2f} is "
+                f"within {thresholds.early_chance_margin:g} of chance ({chance:.2f}) and flat "
+                f"({slope:.3f}/epoch): the model cannot fit its training data"
+            ),
+            {},
+        )
     gap = float(val_loss[-1] - honest[CLEAN_TRAIN_LOSS][-1])
     if gap >= thresholds.early_overfit_gap and val_loss[-1] > val_loss.min():
-        return Diagnosis(UNDER_REGULARIZED, (
-            f"early call after {epochs} epochs: gap {gap:.2f} nats (at least {thresholds.early_overfit_gap:g}) "
-            f"with the validation loss already {val_loss[-1] / val_loss.min() - 1:.0%} above its minimum: "
-            f"overfitting hard"), {})
+        return Diagnosis(
+            UNDER_REGULARIZED,
+            (
+                f"early call after {epochs} epochs: gap {gap:.2f} nats (at least "
+                f"{thresholds.early_overfit_gap:g}) with the validation loss already "
+                f"{val_loss[-1] / val_loss.min() - 1:.0%} above its minimum: overfitting hard"
+            ),
+            {},
+        )
     return None
 
 
@@ -213,7 +172,10 @@ def _loss_numbers(honest: dict[str, np.ndarray], t: Thresholds) -> dict[str, flo
     lowest = int(np.argmin(val))
     return {
         "epochs": float(len(honest[VAL_DATA_LOSS])),
-        "val_loss_min_epoch": float(best_epoch(honest, OBJECTIVES[VAL_DATA_LOSS]) + 1),
+        # arrays of floats, read as the sequences ``Curves`` holds
+        "val_loss_min_epoch": float(
+            best_epoch(cast(Curves, honest), OBJECTIVES[VAL_DATA_LOSS]) + 1
+        ),
         CLEAN_TRAIN_LOSS: float(train[-1]),
         VAL_DATA_LOSS: float(val[-1]),
         FINAL_GAP_LOSS: float(val[-1] - train[-1]),

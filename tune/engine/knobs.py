@@ -40,8 +40,10 @@ def _why_not(name: str, spec: ParamSpec, facts: ModelFacts) -> str | None:
     if name == "weight_noise" and on and facts.noisy_convs + facts.hidden_dense == 0:
         return "it has no Conv1D/2D/3D or hidden Dense layer to add weight noise to"
     if name == "batch_norm" and on and facts.batch_norms:
-        return (f"it has {facts.batch_norms} BatchNormalization layers already; search batch_norm_momentum "
-                "instead")
+        return (
+            f"it has {facts.batch_norms} BatchNormalization layers already; search "
+            "batch_norm_momentum instead"
+        )
     return None
 
 
@@ -56,10 +58,18 @@ def _momentum_without_norm(space: SearchSpace, facts: ModelFacts) -> str | None:
 
 def check_knobs(space: SearchSpace, facts: ModelFacts, origin: Path | str) -> None:
     """Every knob the space sets must have something to act on in this model."""
-    problems = {name: _why_not(name, spec, facts) for name, spec in space.params().items() if name in DOMAINS}
+    problems = {
+        name: _why_not(name, spec, facts)
+        for name, spec in space.params().items()
+        if name in DOMAINS
+    }
     problems["batch_norm_momentum"] = _momentum_without_norm(space, facts)
-    lines = [f"{origin}: regularization.{name}: cannot act on model {space.model.source().describe()}: {why}"
-             for name, why in problems.items() if why]
+    lines = [
+        f"{origin}: regularization.{name}: cannot act on model {space.model.source().describe()}: "
+        f"{why}"
+        for name, why in problems.items()
+        if why
+    ]
     if lines:
         raise SpaceError("\n".join(lines))
 
@@ -69,13 +79,21 @@ def rewrite_notes(space: SearchSpace, facts: ModelFacts) -> list[str]:
     params = space.params()
     notes = []
     if facts.dropouts == 0 and "dropout" in params and could_be_on(params["dropout"], 0.0):
-        notes.append("the model has no Dropout layer: tune adds one before its output layer for dropout")
+        notes.append(
+            "the model has no Dropout layer: tune adds one before its output layer for dropout"
+        )
     skipped = facts.convs - facts.noisy_convs
     if skipped and "weight_noise" in params and could_be_on(params["weight_noise"], 0.0):
-        notes.append(f"weight_noise leaves {skipped} depthwise, separable or transposed convolutions as they are")
+        notes.append(
+            f"weight_noise leaves {skipped} depthwise, separable or transposed convolutions as "
+            "they are"
+        )
     mixed = [name for name in FROM_MODEL if name in params and name not in facts.own]
     if mixed:
-        notes.append(f"the model's layers disagree on {', '.join(mixed)}: the searched value replaces each layer's own")
+        notes.append(
+            f"the model's layers disagree on {', '.join(mixed)}: the searched value replaces each "
+            "layer's own"
+        )
     return notes
 
 

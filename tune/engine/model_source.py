@@ -23,7 +23,9 @@ def builder_parts(ref: str) -> tuple[str, str]:
     Windows drive letter stays with the path."""
     target, _, function = ref.rpartition(":")
     if not target or not function.isidentifier():
-        raise ModelError(f"builder {ref!r}: expected 'module:function' or 'path/to/file.py:function'")
+        raise ModelError(
+            f"builder {ref!r}: expected 'module:function' or 'path/to/file.py:function'"
+        )
     return target, function
 
 
@@ -39,13 +41,18 @@ def source_file(source: ModelSource) -> Path | None:
     if source.kind == FILE:
         path = Path(source.ref)
         if not path.is_file():
-            raise ModelError(f"model file {source.ref}: no such file (relative paths are from {Path.cwd()})")
+            raise ModelError(
+                f"model file {source.ref}: no such file (relative paths are from {Path.cwd()})"
+            )
         return path
     target, _ = builder_parts(source.ref)
     if is_path(target):
         path = Path(target)
         if not path.is_file():
-            raise ModelError(f"builder {source.ref!r}: no such file {target} (relative paths are from {Path.cwd()})")
+            raise ModelError(
+                f"builder {source.ref!r}: no such file {target} (relative paths are from "
+                f"{Path.cwd()})"
+            )
         return path
     return _module_file(source.ref, target)
 
@@ -57,7 +64,10 @@ def _module_file(ref: str, module: str) -> Path:
         except (ImportError, ValueError) as exc:
             raise ModelError(f"builder {ref!r}: cannot find module {module!r}: {exc}") from None
     if spec is None or spec.origin is None or not Path(spec.origin).is_file():
-        raise ModelError(f"builder {ref!r}: no module named {module!r} (looked in {Path.cwd()} and the Python path)")
+        raise ModelError(
+            f"builder {ref!r}: no module named {module!r} (looked in {Path.cwd()} and the Python "
+            "path)"
+        )
     return Path(spec.origin)
 
 
@@ -76,7 +86,8 @@ def cwd_importable() -> Iterator[None]:
 
 
 def fingerprint(source: ModelSource) -> str | None:
-    """SHA-256 of the file that defines the model; None for a built-in, which tune's version pins."""
+    """SHA-256 of the file that defines the model; None for a built-in, which tune's version
+    pins."""
     path = source_file(source)
     if path is None:
         return None
@@ -94,24 +105,31 @@ def check_unchanged(source: ModelSource, pinned_by: str) -> str | None:
     if source.sha256 is not None and digest != source.sha256:
         what = "model file" if source.kind == FILE else "builder source file"
         raise ModelError(
-            f"{what} {source_file(source)} changed since {pinned_by} (sha256 {source.sha256[:12]}..., now "
-            f"{digest[:12] if digest else None}...): restore it, or tune the changed model as a new study"
+            f"{what} {source_file(source)} changed since {pinned_by} (sha256 "
+            f"{source.sha256[:12]}..., now {digest[:12] if digest else None}...): restore it, or "
+            "tune the changed model as a new study"
         )
     return digest
-
 
 
 def pin(space: SearchSpace, pinned_by: str) -> SearchSpace:
     """The space with its model's hash, checked first against the hash it already carries."""
     source = space.model.source()
     digest = check_unchanged(source, pinned_by)
-    return space if digest is None or source.sha256 else space.with_overrides(model={"sha256": digest})
+    return (
+        space if digest is None or source.sha256 else space.with_overrides(model={"sha256": digest})
+    )
 
 
 def layer_table(facts: ModelFacts) -> str:
     """The model's layers as Markdown: what a reviewer reads to see what was tuned."""
     rows = [f"| {row.name} | {row.kind} | {row.knobs} | {row.own} |" for row in facts.layers]
-    head = [f"{facts.name}: {facts.parameters:,} parameters, input {facts.input_shape}, {facts.outputs} outputs "
-            f"({'logits' if facts.logits else 'probabilities'}), fed {'raw 0-255 values' if facts.raw_inputs else 'floats in [0, 1]'}",
-            "", "| layer | type | knobs acting on it | its own regularization |", "| --- | --- | --- | --- |"]
+    head = [
+        f"{facts.name}: {facts.parameters:,} parameters, input {facts.input_shape}, "
+        f"{facts.outputs} outputs ({'logits' if facts.logits else 'probabilities'}), fed "
+        f"{'raw 0-255 values' if facts.raw_inputs else 'floats in [0, 1]'}",
+        "",
+        "| layer | type | knobs acting on it | its own regularization |",
+        "| --- | --- | --- | --- |",
+    ]
     return "\n".join(head + rows) + "\n"

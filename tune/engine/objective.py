@@ -55,7 +55,9 @@ class TrialTracker(Protocol):
 
     def start_trial(self, parent_id: str, number: int, params: Params, study_name: str) -> str: ...
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None: ...
-    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective) -> None: ...
+    def log_diagnosis(
+        self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective
+    ) -> None: ...
     def finish_trial(self, run_id: str, end: TrialEnd) -> None: ...
 
 
@@ -93,14 +95,24 @@ def make_objective(
             with interrupts_held():
                 liveness.claim(trial)
                 params = suggest_params(trial, ctx.space)
-                run_id = tracker.start_trial(ctx.parent_run_id, trial.number, params, ctx.study_name)
+                run_id = tracker.start_trial(
+                    ctx.parent_run_id, trial.number, params, ctx.study_name
+                )
                 trial.set_user_attr(TrialAttr.RUN_ID, run_id)
             settings = ctx.space.train_settings(ctx.seed + trial.number)
-            result = trainer(params, ctx.splits, settings, _epoch_hook(trial, ctx, tracker, run_id, curves, settings.objective))
+            result = trainer(
+                params,
+                ctx.splits,
+                settings,
+                _epoch_hook(trial, ctx, tracker, run_id, curves, settings.objective),
+            )
             state, value = TrialState.COMPLETE, result.value
             return value
         except optuna.TrialPruned as pruned:
-            state, early = TrialState.PRUNED, pruned.diagnosis if isinstance(pruned, RegimeCalled) else None
+            state, early = (
+                TrialState.PRUNED,
+                pruned.diagnosis if isinstance(pruned, RegimeCalled) else None,
+            )
             raise
         except BaseException as exc:
             failure = _failure_text(exc)
@@ -121,7 +133,11 @@ class RegimeCalled(optuna.TrialPruned):
 
 
 def _epoch_hook(
-    trial: optuna.Trial, ctx: TrialContext, tracker: TrialTracker, run_id: str, curves: defaultdict[str, list[float]],
+    trial: optuna.Trial,
+    ctx: TrialContext,
+    tracker: TrialTracker,
+    run_id: str,
+    curves: defaultdict[str, list[float]],
     objective: Objective,
 ) -> EpochHook:
     """Per epoch: keep the curves, log them with the gaps, report the objective, maybe prune."""
@@ -136,11 +152,15 @@ def _epoch_hook(
             liveness.beat(trial)
             trial.report(value, epoch)
         if trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}: {objective.metric}={value:.4f}")
+            raise optuna.TrialPruned(
+                f"pruned after epoch {epoch + 1}: {objective.metric}={value:.4f}"
+            )
         if ctx.space.study.pruner.early_regime and epoch + 1 == ctx.space.diagnosis.early_epochs:
             call = early_call(curves, ctx.space.diagnosis, num_classes=len(ctx.splits.class_names))
             if call is not None:
-                raise RegimeCalled(Diagnosis(call.regime, call.reason, _diagnose(curves, ctx).numbers))
+                raise RegimeCalled(
+                    Diagnosis(call.regime, call.reason, _diagnose(curves, ctx).numbers)
+                )
 
     return on_epoch
 
@@ -165,17 +185,29 @@ def trial_summary(curves: Curves, objective: Objective) -> dict[str, float]:
 
 
 def _record(
-    trial: optuna.Trial, ctx: TrialContext, tracker: TrialTracker, run_id: str | None, curves: Curves,
-    state: TrialState, value: float | None, failure: str | None, early: Diagnosis | None,
+    trial: optuna.Trial,
+    ctx: TrialContext,
+    tracker: TrialTracker,
+    run_id: str | None,
+    curves: Curves,
+    state: TrialState,
+    value: float | None,
+    failure: str | None,
+    early: Diagnosis | None,
 ) -> None:
     diagnosis = early or _diagnose(curves, ctx)
     trial_record.store(trial, diagnosis, curves, failure)
     if ctx.space.study.sampler.regime_aware:
-        trial.set_constraint(REGIME_CONSTRAINT, 1.0 if diagnosis.regime in (UNDER_REGULARIZED, OVER_REGULARIZED) else 0.0)
+        trial.set_constraint(
+            REGIME_CONSTRAINT,
+            1.0 if diagnosis.regime in (UNDER_REGULARIZED, OVER_REGULARIZED) else 0.0,
+        )
     if run_id is None:  # stopped before its MLflow run existed
         return
     if curves:
         tracker.log_metrics(run_id, trial_summary(curves, ctx.space.objective))
     title = f"{ctx.study_name} trial {trial.number} ({state.name.lower()})"
     tracker.log_diagnosis(run_id, diagnosis, curves, title, ctx.space.objective)
-    tracker.finish_trial(run_id, TrialEnd(trial.number, state, diagnosis.regime, ctx.space.objective, value, failure))
+    tracker.finish_trial(
+        run_id, TrialEnd(trial.number, state, diagnosis.regime, ctx.space.objective, value, failure)
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import cast
 
 import optuna
 from pydantic import BaseModel
@@ -38,24 +38,32 @@ def make_sampler(settings: SamplerSettings, seed: int | None) -> optuna.samplers
         return optuna.samplers.RandomSampler(seed=seed)
     if settings.type == "qmc":
         return optuna.samplers.QMCSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=settings.n_startup_trials, multivariate=settings.multivariate)
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=settings.n_startup_trials, multivariate=settings.multivariate
+    )
 
 
 def make_pruner(settings: PrunerSettings, max_epochs: int) -> optuna.pruners.BasePruner:
     if settings.type == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=settings.n_startup_trials, n_warmup_steps=settings.n_warmup_steps)
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=settings.n_startup_trials, n_warmup_steps=settings.n_warmup_steps
+        )
     if settings.type == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=settings.min_resource, reduction_factor=settings.reduction_factor)
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=settings.min_resource, reduction_factor=settings.reduction_factor
+        )
     if settings.type == "hyperband":
         return optuna.pruners.HyperbandPruner(
-            min_resource=settings.min_resource, max_resource=max_epochs, reduction_factor=settings.reduction_factor
+            min_resource=settings.min_resource,
+            max_resource=max_epochs,
+            reduction_factor=settings.reduction_factor,
         )
     return optuna.pruners.NopPruner()
 
 
 def _suggest(trial: optuna.Trial, name: str, dist: SearchSpec) -> Scalar:
     if isinstance(dist, CategoricalSpec):
-        return trial.suggest_categorical(name, dist.choices)
+        return cast(Scalar, trial.suggest_categorical(name, dist.choices))
     if isinstance(dist, FloatSpec):
         return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
     return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
@@ -69,13 +77,15 @@ def suggest_params(trial: optuna.Trial, space: SearchSpace) -> dict[str, Scalar]
     }
 
 
-def _contains(dist: SearchSpec, value: Any) -> bool:
+def _contains(dist: SearchSpec, value: Scalar) -> bool:
     if isinstance(dist, CategoricalSpec):
         return value in dist.choices
-    return dist.low <= value <= dist.high
+    return dist.low <= cast(float, value) <= dist.high  # a range only searches a number
 
 
-def baseline_params(space: SearchSpace, reference: Mapping[str, Scalar] = BASELINE) -> dict[str, Scalar]:
+def baseline_params(
+    space: SearchSpace, reference: Mapping[str, Scalar] = BASELINE
+) -> dict[str, Scalar]:
     """The reference configuration (seed 000's, or the user's model as given) restricted to what
     the space searches and can represent; a value outside a searched range, or one the model's
     layers do not agree on, is left to the sampler rather than forced outside the space."""
@@ -84,22 +94,28 @@ def baseline_params(space: SearchSpace, reference: Mapping[str, Scalar] = BASELI
         if name in reference and _contains(dist, reference[name]):
             params[name] = reference[name]
         else:
-            log.warning("baseline %s=%r is not in the searched range; the sampler picks it", name, reference.get(name))
+            log.warning(
+                "baseline %s=%r is not in the searched range; the sampler picks it",
+                name,
+                reference.get(name),
+            )
     return params
 
 
-def _nearest(dist: SearchSpec, value: Any) -> Scalar | None:
+def _nearest(dist: SearchSpec, value: Scalar) -> Scalar | None:
     """``value`` moved into the distribution: a range clips it (onto its step grid, rounded for
     integers, on a log scale geometrically by clipping first); a categorical takes it if listed,
     else the numerically nearest choice; None where nothing is near (a non-numeric miss)."""
     if isinstance(dist, CategoricalSpec):
         if value in dist.choices:
             return value
-        numeric = [c for c in dist.choices if isinstance(c, int | float) and not isinstance(c, bool)]
+        numeric = [
+            c for c in dist.choices if isinstance(c, int | float) and not isinstance(c, bool)
+        ]
         if isinstance(value, bool) or not isinstance(value, int | float) or not numeric:
             return None
         return min(numeric, key=lambda choice: abs(choice - value))
-    clipped = min(max(value, dist.low), dist.high)
+    clipped = min(max(cast(float, value), dist.low), dist.high)  # a range only searches a number
     if dist.step is not None:
         clipped = min(dist.low + round((clipped - dist.low) / dist.step) * dist.step, dist.high)
     return round(clipped) if isinstance(dist, IntSpec) else round(float(clipped), 12)
@@ -108,12 +124,20 @@ def _nearest(dist: SearchSpec, value: Any) -> Scalar | None:
 def warm_start_params(space: SearchSpace) -> dict[str, Scalar]:
     """The seeds' typical values (``TYPICAL``), each searched one moved to the nearest value the
     space holds; unlike the baseline, which must be seed 000 exactly or not at all."""
-    nearest = {name: _nearest(dist, TYPICAL[name]) for name, dist in space.searched().items() if name in TYPICAL}
+    nearest = {
+        name: _nearest(dist, TYPICAL[name])
+        for name, dist in space.searched().items()
+        if name in TYPICAL
+    }
     return {name: value for name, value in nearest.items() if value is not None}
 
 
 def open_study(
-    space: SearchSpace, name: str, storage_url: str | None, source: str, reference: Mapping[str, Scalar] = BASELINE
+    space: SearchSpace,
+    name: str,
+    storage_url: str | None,
+    source: str,
+    reference: Mapping[str, Scalar] = BASELINE,
 ) -> optuna.Study:
     """Create the study or resume it; running the same command again continues where it stopped.
     ``reference`` is what the baseline trial trains (``tune.engine.knobs.reference_values``)."""
@@ -127,22 +151,28 @@ def open_study(
     )
     if study.trials and space.study.sampler.seed is not None:
         # seeded as on the first run, the sampler would propose that run's trials again
-        study.sampler = make_sampler(space.study.sampler, space.study.sampler.seed + len(study.trials))
+        study.sampler = make_sampler(
+            space.study.sampler, space.study.sampler.seed + len(study.trials)
+        )
     stored = study.user_attrs.get(SPACE_ATTR)
     if stored is not None and study_objective(study) != space.objective:
         raise StudyError(
-            f"study {name!r} optimizes {study_objective(study).metric}, not {space.objective.metric}; "
-            "name a new study (study.name or --study) to optimize another objective"
+            f"study {name!r} optimizes {study_objective(study).metric}, not "
+            f"{space.objective.metric}; name a new study (study.name or --study) to optimize "
+            "another objective"
         )
     pinned = (stored or {}).get("model", {}).get("sha256")
     if pinned and space.model.sha256 and pinned != space.model.sha256:
         raise StudyError(
-            f"study {name!r} tunes model {space.model.source().describe()} as it was when the study began "
-            f"(sha256 {pinned[:12]}...), and it has changed since (now {space.model.sha256[:12]}...); "
-            "restore it, or name a new study (study.name or --study) for the changed model"
+            f"study {name!r} tunes model {space.model.source().describe()} as it was when the "
+            f"study began (sha256 {pinned[:12]}...), and it has changed since (now "
+            f"{space.model.sha256[:12]}...); restore it, or name a new study (study.name or "
+            "--study) for the changed model"
         )
     if stored is not None and stored != space.to_dict():
-        log.warning("study %r was created from a different search space; the stored copy is updated", name)
+        log.warning(
+            "study %r was created from a different search space; the stored copy is updated", name
+        )
     study.set_user_attr(SPACE_ATTR, space.to_dict())
     study.set_user_attr(SOURCE_ATTR, source)
     with queue_lock(storage_url):
@@ -150,19 +180,28 @@ def open_study(
     return study
 
 
-def _enqueue_first_trials(study: optuna.Study, space: SearchSpace, reference: Mapping[str, Scalar]) -> None:
+def _enqueue_first_trials(
+    study: optuna.Study, space: SearchSpace, reference: Mapping[str, Scalar]
+) -> None:
     """Each once per study, however many workers open it."""
     if space.study.baseline and space.searched():
-        study.enqueue_trial(baseline_params(space, reference), user_attrs={TrialAttr.BASELINE: True}, skip_if_exists=True)
+        study.enqueue_trial(
+            baseline_params(space, reference),
+            user_attrs={TrialAttr.BASELINE: True},
+            skip_if_exists=True,
+        )
     if space.study.warm_start and space.searched():
-        study.enqueue_trial(warm_start_params(space), user_attrs={TrialAttr.WARM_START: True}, skip_if_exists=True)
+        study.enqueue_trial(
+            warm_start_params(space), user_attrs={TrialAttr.WARM_START: True}, skip_if_exists=True
+        )
     for params in space.study.enqueue:
         study.enqueue_trial(params, skip_if_exists=True)
 
 
 def study_objective(study: optuna.Study) -> Objective:
     """What the study ranks its trials by. Values of two objectives cannot be ranked together, so
-    a study keeps the one it began with; studies stored before ``study.objective`` used the default."""
+    a study keeps the one it began with; studies stored before ``study.objective`` used the
+    default."""
     stored = study.user_attrs.get(SPACE_ATTR) or {}
     return OBJECTIVES[stored.get("study", {}).get("objective", DEFAULT_OBJECTIVE.metric)]
 
@@ -172,7 +211,9 @@ def load_existing_study(name: str, url: str | None) -> optuna.Study:
     url = url or default_storage_url()
     path = journal_path(url)
     if path is not None and not path.exists():
-        raise StudyError(f"study {name!r} not found: no study has been run with storage {url!r} yet")
+        raise StudyError(
+            f"study {name!r} not found: no study has been run with storage {url!r} yet"
+        )
     storage = open_storage(url)
     names = [s.study_name for s in storage.get_all_studies()]
     if name not in names:
@@ -184,5 +225,9 @@ def load_existing_study(name: str, url: str | None) -> optuna.Study:
 def stored_space(study: optuna.Study) -> SearchSpace:
     """The space the study was last run with; only ``tune run`` creates studies that have one."""
     if SPACE_ATTR not in study.user_attrs:
-        raise StudyError(f"study {study.study_name!r} was not created by tune run: it stores no search space")
-    return validate_space(study.user_attrs[SPACE_ATTR], f"the search space stored in study {study.study_name!r}")
+        raise StudyError(
+            f"study {study.study_name!r} was not created by tune run: it stores no search space"
+        )
+    return validate_space(
+        study.user_attrs[SPACE_ATTR], f"the search space stored in study {study.study_name!r}"
+    )

@@ -7,6 +7,7 @@ its storage alone, without MLflow or TensorFlow.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -26,7 +27,9 @@ def store(trial: optuna.Trial, diagnosis: Diagnosis, curves: Curves, failure: st
         trial.set_user_attr(TrialAttr.FAILURE, failure)
     trial.set_user_attr(TrialAttr.REGIME, diagnosis.regime)
     trial.set_user_attr(TrialAttr.DIAGNOSIS, {_REASON: diagnosis.reason, **diagnosis.numbers})
-    trial.set_user_attr(TrialAttr.CURVES, {k: [round(v, 6) for v in vs] for k, vs in curves.items()})
+    trial.set_user_attr(
+        TrialAttr.CURVES, {k: [round(v, 6) for v in vs] for k, vs in curves.items()}
+    )
 
 
 def trial_failure(trial: FrozenTrial) -> str | None:
@@ -40,7 +43,9 @@ def completed_trials(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
 
 def ranked(trials: Iterable[FrozenTrial], objective: Objective) -> list[FrozenTrial]:
     """Completed trials, best first by the study's objective."""
-    return sorted(completed_trials(trials), key=lambda trial: objective.key(trial.value))
+    return sorted(
+        completed_trials(trials), key=lambda trial: objective.key(cast(float, trial.value))
+    )
 
 
 def best_completed(trials: Iterable[FrozenTrial], objective: Objective) -> FrozenTrial | None:

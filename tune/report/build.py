@@ -40,10 +40,21 @@ def build_report(study: optuna.Study, out_dir: Path) -> Report:
     knobs = knob_maps(trials)
     recommendation = recommend(trials, objective, knobs)
     showcase = showcase_trials(study)
-    images, skipped = draw_plots(study, objective, trials, distributions, effects, knobs, showcase, out_dir)
+    images, skipped = draw_plots(
+        study, objective, trials, distributions, effects, knobs, showcase, out_dir
+    )
     interactive = write_interactive(study, distributions, out_dir / "interactive.html")
     html_path = out_dir / "report.html"
-    report = Report(study.study_name, objective, rows, counts, effects, knobs, recommendation, html_path,
-                    [*images.values(), interactive, html_path])
+    report = Report(
+        study.study_name,
+        objective,
+        rows,
+        counts,
+        effects,
+        knobs,
+        recommendation,
+        html_path,
+        [*images.values(), interactive, html_path],
+    )
     html_path.write_text(report_page(report, images, skipped), encoding="utf-8")
     return report

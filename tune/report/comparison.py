@@ -34,7 +34,11 @@ def mean_and_spread(values: Sequence[float], digits: int = 4) -> str:
 
 def _row(arm: ArmSummary) -> list[str]:
     regimes = ", ".join(f"{count} {regime}" for regime, count in Counter(arm.regimes).items())
-    spreads = [mean_and_spread(arm.test_accuracies), mean_and_spread(arm.test_losses), mean_and_spread(arm.gaps, 3)]
+    spreads = [
+        mean_and_spread(arm.test_accuracies),
+        mean_and_spread(arm.test_losses),
+        mean_and_spread(arm.gaps, 3),
+    ]
     return [arm.label, *spreads, regimes, f"{statistics.mean(arm.seconds):.0f} s"]
 
 
@@ -54,11 +58,33 @@ def comparison_figure(arms: Sequence[ArmSummary], title: str) -> Figure:
     axes = fig.subplots()
     positions = np.arange(len(arms))
     means = [statistics.mean(arm.test_accuracies) for arm in arms]
-    spreads = [statistics.stdev(arm.test_accuracies) if len(arm.test_accuracies) > 1 else 0.0 for arm in arms]
-    axes.bar(positions, means, yerr=spreads, capsize=8, color=["#999999", "#2ca02c"][: len(arms)], alpha=0.8)
+    spreads = [
+        statistics.stdev(arm.test_accuracies) if len(arm.test_accuracies) > 1 else 0.0
+        for arm in arms
+    ]
+    axes.bar(
+        positions,
+        means,
+        yerr=spreads,
+        capsize=8,
+        color=["#999999", "#2ca02c"][: len(arms)],
+        alpha=0.8,
+    )
     for position, arm, mean, spread in zip(positions, arms, means, spreads):
-        axes.scatter([position] * len(arm.test_accuracies), arm.test_accuracies, color="black", s=18, zorder=3)
-        axes.annotate(f"{mean:.3f}", (position, mean + spread), textcoords="offset points", xytext=(0, 8), ha="center")
+        axes.scatter(
+            [position] * len(arm.test_accuracies),
+            arm.test_accuracies,
+            color="black",
+            s=18,
+            zorder=3,
+        )
+        axes.annotate(
+            f"{mean:.3f}",
+            (position, mean + spread),
+            textcoords="offset points",
+            xytext=(0, 8),
+            ha="center",
+        )
     axes.set_xticks(positions, [arm.label for arm in arms])
     axes.set_ylim(0.0, 1.0)
     axes.set_ylabel(TEST_ACCURACY.replace("_", " "))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -44,7 +44,26 @@ REGIME_COLOURS: Mapping[str, str] = {
 
 _TRAIN = "#333333"
 _VAL = "#ff7f0e"
-_Line = tuple[str, str, dict[str, Any]]
+
+
+class LineStyle(TypedDict, total=False):
+    """Keyword arguments of matplotlib's ``Axes.plot`` that style a line."""
+
+    color: str
+    linestyle: str
+    linewidth: float
+    label: str
+
+
+class _TitleStyle(TypedDict):
+    """Keyword arguments of matplotlib's ``set_title`` and ``suptitle`` for a regime's badge."""
+
+    color: str
+    fontweight: str
+    bbox: dict[str, str]
+
+
+_Line = tuple[str, str, LineStyle]
 _ACCURACY_LINES: tuple[_Line, ...] = (
     (ACCURACY, "train (with dropout/aug)", {"color": _TRAIN, "linestyle": "--"}),
     (CLEAN_TRAIN_ACCURACY, "clean train", {"color": _TRAIN}),
@@ -58,7 +77,9 @@ _LOSS_LINES: tuple[_Line, ...] = (
 )
 
 
-def learning_curve_figure(curves: Curves, *, title: str, diagnosis: Diagnosis, objective: Objective) -> Figure:
+def learning_curve_figure(
+    curves: Curves, *, title: str, diagnosis: Diagnosis, objective: Objective
+) -> Figure:
     """One trial, accuracy beside loss, with the verdict and its reason; the dotted line marks the
     epoch whose weights were kept."""
     fig = Figure(figsize=(11, 4.5), layout="constrained")
@@ -71,7 +92,8 @@ def learning_curve_figure(curves: Curves, *, title: str, diagnosis: Diagnosis, o
 
 
 def curves_side_by_side(
-    panels: Sequence[tuple[str, Curves, Diagnosis]], objective: Objective,
+    panels: Sequence[tuple[str, Curves, Diagnosis]],
+    objective: Objective,
 ) -> Figure:
     """Several trials as columns (accuracy above loss) on shared scales, so "best", "most overfit"
     and "most underfit" can be compared by eye."""
@@ -109,14 +131,18 @@ def _draw_trial(
     loss_axes.legend(fontsize=8)
 
 
-def _draw_panel(
-    axes: Axes, curves: Curves, lines: Sequence[_Line], ylabel: str, best: int
-) -> None:
+def _draw_panel(axes: Axes, curves: Curves, lines: Sequence[_Line], ylabel: str, best: int) -> None:
     """Markers on every point keep a one-epoch curve visible; integer ticks label epochs 1..N."""
     for key, label, style in lines:
         if key in curves:
-            axes.plot(_epochs(curves[key]), list(curves[key]), label=label, marker="o",
-                      markersize=4, **style)
+            axes.plot(
+                _epochs(curves[key]),
+                list(curves[key]),
+                label=label,
+                marker="o",
+                markersize=4,
+                **style,
+            )
     axes.axvline(best, color="#555555", linestyle="-.", linewidth=1, label=f"best epoch {best}")
     epochs = max(len(values) for values in curves.values())
     axes.set_xlim(0.5, epochs + 0.5)
@@ -127,15 +153,16 @@ def _draw_panel(
 
 def _shade_gap(axes: Axes, curves: Curves, colour: str) -> None:
     train, val = curves[CLEAN_TRAIN_LOSS], curves[VAL_DATA_LOSS]
-    axes.fill_between(_epochs(train), list(train), list(val), color=colour, alpha=0.18,
-                      label="generalization gap")
+    axes.fill_between(
+        _epochs(train), list(train), list(val), color=colour, alpha=0.18, label="generalization gap"
+    )
 
 
 def _epochs(values: Sequence[float]) -> list[int]:
     return list(range(1, len(values) + 1))
 
 
-def _heading(title: str, diagnosis: Diagnosis) -> tuple[str, dict[str, Any]]:
+def _heading(title: str, diagnosis: Diagnosis) -> tuple[str, _TitleStyle]:
     """A title that doubles as a coloured badge naming the regime."""
     colour = REGIME_COLOURS[diagnosis.regime]
     badge = {"boxstyle": "round,pad=0.3", "facecolor": colour + "26", "edgecolor": colour}

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from matplotlib.figure import Figure
@@ -35,7 +34,7 @@ class SizeRow:
 
     size: int
     knob: KnobMap
-    best_value: Any
+    best_value: float | None
     best_regime: str
     log: bool
 
@@ -49,32 +48,57 @@ def size_rows(studies: Mapping[int, optuna.Study]) -> dict[str, list[SizeRow]]:
         for knob in knob_maps(study.trials):
             value = None if best is None else best.params.get(knob.name)
             regime = "-" if best is None else trial_regime(best)
-            log = is_log(next(t.distributions[knob.name] for t in study.trials if knob.name in t.distributions))
+            log = is_log(
+                next(
+                    t.distributions[knob.name] for t in study.trials if knob.name in t.distributions
+                )
+            )
             rows.setdefault(knob.name, []).append(SizeRow(size, knob, value, regime, log))
     return rows
 
 
 def size_markdown(name: str, rows: Mapping[str, list[SizeRow]]) -> str:
-    lines = [f"# How the balanced band of `{name}` moves with the training-set size", "",
-             "| knob | training images | balanced band | best trial's value | best trial's regime | trials with a clear regime |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# How the balanced band of `{name}` moves with the training-set size",
+        "",
+        "| knob | training images | balanced band | best trial's value | best trial's regime | "
+        "trials with a clear regime |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for knob, per_size in rows.items():
-        lines += [f"| {knob} | {row.size} | {span_text(knob, row.knob.band)} | {fmt(row.best_value)} | "
-                  f"{row.best_regime} | {len(row.knob.points)} |" for row in per_size]
+        lines += [
+            f"| {knob} | {row.size} | {span_text(knob, row.knob.band)} | {fmt(row.best_value)} | "
+            f"{row.best_regime} | {len(row.knob.points)} |"
+            for row in per_size
+        ]
     return "\n".join(lines) + "\n"
 
 
 def size_figure(rows: Mapping[str, list[SizeRow]]) -> Figure:
     """Per knob, a bar over the balanced band at each size and the best trial's value as a dot."""
     fig = Figure(figsize=(max(6.0, 3.4 * len(rows)), 3.6), layout="constrained")
-    for axes, (knob, per_size) in zip(fig.subplots(1, max(len(rows), 1), squeeze=False)[0], rows.items()):
+    for axes, (knob, per_size) in zip(
+        fig.subplots(1, max(len(rows), 1), squeeze=False)[0], rows.items()
+    ):
         for index, row in enumerate(per_size):
             for low, high in row.knob.band_intervals():
-                axes.plot([float(low), float(high)], [index, index], color=REGIME_COLOURS[BALANCED], linewidth=8,
-                          alpha=0.5, solid_capstyle="butt")
+                axes.plot(
+                    [float(low), float(high)],
+                    [index, index],
+                    color=REGIME_COLOURS[BALANCED],
+                    linewidth=8,
+                    alpha=0.5,
+                    solid_capstyle="butt",
+                )
             if row.best_value is not None:
-                axes.scatter(float(row.best_value), index, color=REGIME_COLOURS.get(row.best_regime, "#333333"),
-                             edgecolors="black", s=60, zorder=3)
+                axes.scatter(
+                    float(row.best_value),
+                    index,
+                    color=REGIME_COLOURS.get(row.best_regime, "#333333"),
+                    edgecolors="black",
+                    s=60,
+                    zorder=3,
+                )
         axes.set_xscale("log" if per_size[0].log else "linear")
         axes.set_yticks(range(len(per_size)), [f"{row.size:,}" for row in per_size])
         axes.set_ylim(-0.5, len(per_size) - 0.5)

@@ -6,9 +6,11 @@ earned, measured on a finished study's stored curves: each completed trial's fir
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from optuna.trial import FrozenTrial
 
+from tune.contract import Curves
 from tune.engine.diagnosis import INCONCLUSIVE, Thresholds, early_call
 from tune.engine.trial_record import completed_trials, trial_curves, trial_regime
 
@@ -38,7 +40,10 @@ def replay(trials: list[FrozenTrial], thresholds: Thresholds, num_classes: int) 
         epochs = len(next(iter(curves.values()), [])) if curves else 0
         if final == INCONCLUSIVE or epochs <= thresholds.early_epochs:
             continue
-        first = {key: values[: thresholds.early_epochs] for key, values in curves.items()}
+        # a trial without curves has 0 epochs: skipped above
+        first = {
+            key: values[: thresholds.early_epochs] for key, values in cast(Curves, curves).items()
+        }
         call = early_call(first, thresholds, num_classes=num_classes)
         rows.append(Replay(trial.number, epochs, None if call is None else call.regime, final))
     return rows
@@ -46,7 +51,11 @@ def replay(trials: list[FrozenTrial], thresholds: Thresholds, num_classes: int) 
 
 def summary(rows: list[Replay]) -> dict[str, int]:
     called = [row for row in rows if row.early is not None]
-    return {"trials": len(rows), "called": len(called), "agreed": sum(bool(row.agrees) for row in called)}
+    return {
+        "trials": len(rows),
+        "called": len(called),
+        "agreed": sum(bool(row.agrees) for row in called),
+    }
 
 
 def markdown(study: str, rows: list[Replay], thresholds: Thresholds) -> str:
@@ -59,6 +68,9 @@ def markdown(study: str, rows: list[Replay], thresholds: Thresholds) -> str:
         "",
         "| trial | epochs run | early call | full-run label |",
         "| --- | --- | --- | --- |",
-        *(f"| {row.trial} | {row.epochs} | {row.early or '(none: trains on)'} | {row.final} |" for row in rows),
+        *(
+            f"| {row.trial} | {row.epochs} | {row.early or '(none: trains on)'} | {row.final} |"
+            for row in rows
+        ),
     ]
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import optuna
@@ -21,10 +21,10 @@ from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from tune.contract import Objective
+from tune.contract import Curves, Objective, Scalar
 from tune.engine.config import LAMBDAS
 from tune.engine.diagnosis import (
     BALANCED,
@@ -42,7 +42,7 @@ from tune.engine.trial_record import (
     trial_diagnosis,
     trial_regime,
 )
-from tune.report.curves import REGIME_COLOURS, curves_side_by_side, save_figure
+from tune.report.curves import REGIME_COLOURS, LineStyle, curves_side_by_side, save_figure
 from tune.report.findings import EffectBin
 from tune.report.formatting import is_log, is_numeric
 from tune.report.steering import KnobMap
@@ -58,7 +58,9 @@ class _NothingToDraw(Exception):
 def lambda_name(distributions: Mapping[str, BaseDistribution]) -> str:
     """The weight penalty on the penalty-dropout plane: the first one the study searches on a
     numeric range (a categorical on/off switch has no axis to draw)."""
-    searched = (name for name in distributions if name in LAMBDAS and is_numeric(distributions[name]))
+    searched = (
+        name for name in distributions if name in LAMBDAS and is_numeric(distributions[name])
+    )
     return next(searched, LAMBDAS[0])
 
 
@@ -72,9 +74,14 @@ def quietly(compute: Callable[[], _T]) -> _T:
 
 
 def draw_plots(
-    study: optuna.Study, objective: Objective, trials: Sequence[FrozenTrial],
-    distributions: Mapping[str, BaseDistribution], effects: Mapping[str, list[EffectBin]],
-    knobs: Sequence[KnobMap], showcase: Mapping[str, FrozenTrial], out_dir: Path,
+    study: optuna.Study,
+    objective: Objective,
+    trials: Sequence[FrozenTrial],
+    distributions: Mapping[str, BaseDistribution],
+    effects: Mapping[str, list[EffectBin]],
+    knobs: Sequence[KnobMap],
+    showcase: Mapping[str, FrozenTrial],
+    out_dir: Path,
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """Save every plot that has data; return the files and, for the others, why they are
     missing, so ``report.html`` can embed the one and explain the other. ``effects`` and
@@ -85,7 +92,9 @@ def draw_plots(
         "optimization_history": lambda: _history_figure(complete, objective),
         "param_importances": lambda: _importance_figure(study, complete),
         "slices": lambda: _slices_figure(complete, distributions, effects, objective),
-        "regime_map": lambda: _regime_map_figure(knobs, distributions, best_completed(trials, objective)),
+        "regime_map": lambda: _regime_map_figure(
+            knobs, distributions, best_completed(trials, objective)
+        ),
         "contour_lambda_dropout": lambda: _contour_figure(complete, distributions, objective),
         "intermediate_values": lambda: _intermediate_figure(trials, objective),
         "learning_curves": lambda: _showcase_figure(showcase, objective),
@@ -112,8 +121,14 @@ def _scatter_regimes(
         mine = [(x, y) for x, y, owner in points if owner == regime]
         if mine:
             x, y = zip(*mine)
-            axes.scatter(x, y, color=REGIME_COLOURS[regime], s=36, zorder=3,
-                         label=f"{regime} ({len(mine)})" if label else None)
+            axes.scatter(
+                x,
+                y,
+                color=REGIME_COLOURS[regime],
+                s=36,
+                zorder=3,
+                label=f"{regime} ({len(mine)})" if label else None,
+            )
 
 
 def _history_figure(complete: Sequence[FrozenTrial], objective: Objective) -> Figure:
@@ -121,9 +136,11 @@ def _history_figure(complete: Sequence[FrozenTrial], objective: Objective) -> Fi
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     axes = fig.subplots()
     numbers = [trial.number for trial in complete]
-    best_so_far = itertools.accumulate((trial.value for trial in complete), partial(min, key=objective.key))
+    best_so_far = itertools.accumulate(
+        (trial.value for trial in complete), partial(min, key=objective.key)
+    )
     axes.step(numbers, list(best_so_far), where="post", color="#333333", label="best so far")
-    _scatter_regimes(axes, [(t.number, t.value, trial_regime(t)) for t in complete])
+    _scatter_regimes(axes, [(t.number, cast(float, t.value), trial_regime(t)) for t in complete])
     axes.set_xlabel("trial")
     axes.set_ylabel(_objective_label(objective))
     axes.legend(fontsize=8)
@@ -148,8 +165,10 @@ def _importance_figure(study: optuna.Study, complete: Sequence[FrozenTrial]) -> 
 
 
 def _slices_figure(
-    complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution],
-    effects: Mapping[str, list[EffectBin]], objective: Objective,
+    complete: Sequence[FrozenTrial],
+    distributions: Mapping[str, BaseDistribution],
+    effects: Mapping[str, list[EffectBin]],
+    objective: Objective,
 ) -> Figure:
     _require_complete(complete)
     names = [name for name in distributions if any(name in t.params for t in complete)]
@@ -159,8 +178,9 @@ def _slices_figure(
     axes = fig.subplots(2, len(names), squeeze=False, sharey="row")
     for column, name in enumerate(names):
         mine = [trial for trial in complete if name in trial.params]
-        _draw_slice(axes[0, column], axes[1, column], name, distributions[name], mine,
-                    effects[name])
+        _draw_slice(
+            axes[0, column], axes[1, column], name, distributions[name], mine, effects[name]
+        )
     axes[0, 0].set_ylabel(_objective_label(objective))
     axes[1, 0].set_ylabel("final gap (nats)")
     axes[0, 0].legend(fontsize=7)
@@ -168,13 +188,20 @@ def _slices_figure(
 
 
 def _draw_slice(
-    top: Axes, bottom: Axes, name: str, distribution: BaseDistribution,
-    trials: Sequence[FrozenTrial], bins: Sequence[EffectBin],
+    top: Axes,
+    bottom: Axes,
+    name: str,
+    distribution: BaseDistribution,
+    trials: Sequence[FrozenTrial],
+    bins: Sequence[EffectBin],
 ) -> None:
     x = _slice_positions(top, bottom, name, distribution, trials)
-    _scatter_regimes(top, [(xi, t.value, trial_regime(t)) for xi, t in zip(x, trials)])
-    gaps = [(xi, diagnosis_numbers(t)[FINAL_GAP_LOSS], trial_regime(t))
-            for xi, t in zip(x, trials) if FINAL_GAP_LOSS in diagnosis_numbers(t)]
+    _scatter_regimes(top, [(xi, cast(float, t.value), trial_regime(t)) for xi, t in zip(x, trials)])
+    gaps = [
+        (xi, diagnosis_numbers(t)[FINAL_GAP_LOSS], trial_regime(t))
+        for xi, t in zip(x, trials)
+        if FINAL_GAP_LOSS in diagnosis_numbers(t)
+    ]
     _scatter_regimes(bottom, gaps, label=False)
     centres = [_bin_centre(item, distribution) for item in bins]
     top.plot(centres, [item.mean_value for item in bins], "kD-", markersize=5, zorder=4)
@@ -184,7 +211,10 @@ def _draw_slice(
 
 
 def _slice_positions(
-    top: Axes, bottom: Axes, name: str, distribution: BaseDistribution,
+    top: Axes,
+    bottom: Axes,
+    name: str,
+    distribution: BaseDistribution,
     trials: Sequence[FrozenTrial],
 ) -> list[float]:
     """Categories jittered, so trials sharing a choice stay distinguishable."""
@@ -199,7 +229,7 @@ def _slice_positions(
 
 def _bin_centre(item: EffectBin, distribution: BaseDistribution) -> float:
     if not is_numeric(distribution):
-        return float(distribution.choices.index(item.low))
+        return float(cast(CategoricalDistribution, distribution).choices.index(item.low))
     low, high = float(item.low), float(item.high)
     return math.sqrt(low * high) if is_log(distribution) else (low + high) / 2.0
 
@@ -210,7 +240,9 @@ _MAP_COLUMNS = 4  # knobs per row of the regime map, so a wide space still fits 
 
 
 def _regime_map_figure(
-    knobs: Sequence[KnobMap], distributions: Mapping[str, BaseDistribution], best: FrozenTrial | None,
+    knobs: Sequence[KnobMap],
+    distributions: Mapping[str, BaseDistribution],
+    best: FrozenTrial | None,
 ) -> Figure:
     """Per knob, each trial with a clear regime on that regime's row, the balanced band shaded and
     the best trial circled: where along the knob trials turn from under- to over-regularized."""
@@ -223,50 +255,78 @@ def _regime_map_figure(
     grid = fig.subplots(rows, columns, squeeze=False, sharey=True).ravel()
     for axes, knob in zip(grid, drawn):
         _draw_regime_map(axes, knob, distributions[knob.name], best)
-    for axes in grid[len(drawn):]:
+    for axes in grid[len(drawn) :]:
         axes.set_visible(False)
     grid[0].legend(fontsize=7, loc="upper left")
     return fig
 
 
-def _draw_regime_map(axes: Axes, knob: KnobMap, distribution: BaseDistribution, best: FrozenTrial | None) -> None:
+def _draw_regime_map(
+    axes: Axes, knob: KnobMap, distribution: BaseDistribution, best: FrozenTrial | None
+) -> None:
     position = _value_position(axes, distribution)
     jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(knob.points))
     for (value, regime), j in zip(knob.points, jitter):
-        axes.scatter(position(value), _MAP_ROWS.index(regime) + j, color=REGIME_COLOURS[regime], s=36, zorder=3)
+        axes.scatter(
+            position(value),
+            _MAP_ROWS.index(regime) + j,
+            color=REGIME_COLOURS[regime],
+            s=36,
+            zorder=3,
+        )
     for index, (low, high) in enumerate(knob.band_intervals()):
         low, high = position(low), position(high)
         pad = 0.15 if not is_numeric(distribution) or low == high else 0.0
-        axes.axvspan(low - pad, high + pad, color=REGIME_COLOURS[BALANCED], alpha=0.18, zorder=1,
-                     label=None if index else "balanced band")
+        axes.axvspan(
+            low - pad,
+            high + pad,
+            color=REGIME_COLOURS[BALANCED],
+            alpha=0.18,
+            zorder=1,
+            label=None if index else "balanced band",
+        )
     if best is not None and knob.name in best.params:
         row = _MAP_ROWS.index(trial_regime(best)) if trial_regime(best) in _MAP_ROWS else 1
-        axes.scatter(position(best.params[knob.name]), row, s=220, facecolors="none", edgecolors="black",
-                     linewidths=1.5, zorder=4, label=f"best (trial {best.number})")
+        axes.scatter(
+            position(best.params[knob.name]),
+            row,
+            s=220,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.5,
+            zorder=4,
+            label=f"best (trial {best.number})",
+        )
     axes.set_yticks(range(len(_MAP_ROWS)), _MAP_ROWS)
     axes.set_ylim(-0.5, len(_MAP_ROWS) - 0.5)
     axes.set_title(knob.name)
 
 
-def _value_position(axes: Axes, distribution: BaseDistribution) -> Callable[[Any], float]:
+def _value_position(axes: Axes, distribution: BaseDistribution) -> Callable[[Scalar], float]:
     """Numeric values where they are (log axis for log distributions); categories at their index."""
     if is_numeric(distribution):
         axes.set_xscale("log" if is_log(distribution) else "linear")
-        axes.xaxis.set_minor_formatter(NullFormatter())  # a range under a decade labels every minor tick
+        # a range under a decade labels every minor tick
+        axes.xaxis.set_minor_formatter(NullFormatter())
         return float
-    choices = distribution.choices
+    choices = cast(CategoricalDistribution, distribution).choices
     axes.set_xticks(range(len(choices)), [str(choice) for choice in choices])
     axes.set_xlim(-0.5, len(choices) - 0.5)
     return choices.index
 
 
 def _contour_figure(
-    complete: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution], objective: Objective
+    complete: Sequence[FrozenTrial],
+    distributions: Mapping[str, BaseDistribution],
+    objective: Objective,
 ) -> Figure:
     penalty = lambda_name(distributions)
-    if not all(name in distributions and is_numeric(distributions[name])
-               for name in (penalty, "dropout")):
-        raise _NothingToDraw(f"needs a numeric lambda ({', '.join(LAMBDAS)}) and dropout in the search space")
+    if not all(
+        name in distributions and is_numeric(distributions[name]) for name in (penalty, "dropout")
+    ):
+        raise _NothingToDraw(
+            f"needs a numeric lambda ({', '.join(LAMBDAS)}) and dropout in the search space"
+        )
     trials = [t for t in complete if penalty in t.params and "dropout" in t.params]
     _require_complete(trials)
     log = is_log(distributions[penalty])
@@ -276,14 +336,22 @@ def _contour_figure(
     z = np.array([t.value for t in trials])
     fig = Figure(figsize=(7, 5.5), layout="constrained")
     axes = fig.subplots()
-    _draw_contour_points(fig, axes, x, y, z, [trial_regime(t) for t in trials], _objective_label(objective))
+    _draw_contour_points(
+        fig, axes, x, y, z, [trial_regime(t) for t in trials], _objective_label(objective)
+    )
     axes.set_xlabel(f"log10({penalty})" if log else penalty)
     axes.set_ylabel("dropout")
     return fig
 
 
 def _draw_contour_points(
-    fig: Figure, axes: Axes, x: np.ndarray, y: np.ndarray, z: np.ndarray, regimes: list[str], label: str
+    fig: Figure,
+    axes: Axes,
+    x: np.ndarray,
+    y: np.ndarray,
+    z: np.ndarray,
+    regimes: list[str],
+    label: str,
 ) -> None:
     """A filled contour only where the points span an area: qhull rejects fewer than 4 distinct
     points and collinear ones, and then the scatter alone still shows the plane."""
@@ -294,14 +362,21 @@ def _draw_contour_points(
         except (ValueError, RuntimeError):
             pass
     edges = [REGIME_COLOURS[regime] for regime in regimes]
-    points = axes.scatter(x, y, c=z, cmap="viridis", norm=norm, edgecolors=edges,
-                          linewidths=2.0, s=70, zorder=3)
+    points = axes.scatter(
+        x, y, c=z, cmap="viridis", norm=norm, edgecolors=edges, linewidths=2.0, s=70, zorder=3
+    )
     fig.colorbar(points, ax=axes, label=label)
     axes.use_sticky_edges = False
     axes.margins(0.05)
     for regime in dict.fromkeys(regimes):
-        axes.scatter([], [], facecolors="none", edgecolors=REGIME_COLOURS[regime],
-                     linewidths=2.0, label=regime)
+        axes.scatter(
+            [],
+            [],
+            facecolors="none",
+            edgecolors=REGIME_COLOURS[regime],
+            linewidths=2.0,
+            label=regime,
+        )
     axes.legend(fontsize=8)
 
 
@@ -313,8 +388,13 @@ def _intermediate_figure(trials: Sequence[FrozenTrial], objective: Objective) ->
     axes = fig.subplots()
     for trial in reported:
         steps = sorted(trial.intermediate_values)
-        axes.plot([step + 1 for step in steps], [trial.intermediate_values[s] for s in steps],
-                  marker="o", markersize=3, **_intermediate_style(trial))
+        axes.plot(
+            [step + 1 for step in steps],
+            [trial.intermediate_values[s] for s in steps],
+            marker="o",
+            markersize=3,
+            **_intermediate_style(trial),
+        )
     handles, labels = axes.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     axes.legend(unique.values(), unique.keys(), fontsize=8)
@@ -323,7 +403,7 @@ def _intermediate_figure(trials: Sequence[FrozenTrial], objective: Objective) ->
     return fig
 
 
-def _intermediate_style(trial: FrozenTrial) -> dict[str, Any]:
+def _intermediate_style(trial: FrozenTrial) -> LineStyle:
     if trial.state == TrialState.COMPLETE:
         regime = trial_regime(trial)
         return {"color": REGIME_COLOURS[regime], "linewidth": 1.5, "label": regime}
@@ -335,10 +415,18 @@ def _intermediate_style(trial: FrozenTrial) -> dict[str, Any]:
 def _showcase_figure(chosen: Mapping[str, FrozenTrial], objective: Objective) -> Figure:
     if not chosen:
         raise _NothingToDraw(f"{NO_COMPLETED_TRIAL} with stored learning curves")
-    return curves_side_by_side([
-        (f"{title}: trial {trial.number}", trial_curves(trial), trial_diagnosis(trial))
-        for title, trial in chosen.items()
-    ], objective)
+    return curves_side_by_side(
+        [
+            # ``showcase_trials`` chooses only trials with stored curves
+            (
+                f"{title}: trial {trial.number}",
+                cast(Curves, trial_curves(trial)),
+                trial_diagnosis(trial),
+            )
+            for title, trial in chosen.items()
+        ],
+        objective,
+    )
 
 
 def _objective_label(objective: Objective) -> str:

@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial
 
-from tune.contract import CLEAN_TRAIN_ACCURACY, Objective, TrialAttr
+from tune.contract import CLEAN_TRAIN_ACCURACY, Objective, Scalar, TrialAttr
 from tune.engine.diagnosis import (
     FINAL_GAP_LOSS,
     OVER_REGULARIZED,
@@ -56,7 +55,7 @@ class TrialRow:
     gap_loss: float | None
     baseline: bool
     best: bool
-    params: dict[str, Any]
+    params: dict[str, Scalar]
     params_text: dict[str, str]
 
 
@@ -66,8 +65,8 @@ class EffectBin:
     for a categorical): their means show whether the objective and the gap move with it."""
 
     label: str
-    low: Any
-    high: Any
+    low: Scalar
+    high: Scalar
     n: int
     mean_value: float
     mean_gap: float
@@ -147,26 +146,41 @@ def _extreme(
 
 
 def rows_of(
-    trials: Sequence[FrozenTrial], distributions: Mapping[str, BaseDistribution], objective: Objective
+    trials: Sequence[FrozenTrial],
+    distributions: Mapping[str, BaseDistribution],
+    objective: Objective,
 ) -> list[TrialRow]:
     best = best_completed(trials, objective)
-    return [_row(trial, distributions, objective, best is not None and trial.number == best.number)
-            for trial in trials]
+    return [
+        _row(trial, distributions, objective, best is not None and trial.number == best.number)
+        for trial in trials
+    ]
 
 
 def _row(
-    trial: FrozenTrial, distributions: Mapping[str, BaseDistribution], objective: Objective, is_best: bool
+    trial: FrozenTrial,
+    distributions: Mapping[str, BaseDistribution],
+    objective: Objective,
+    is_best: bool,
 ) -> TrialRow:
     diagnosis = trial_diagnosis(trial)
     best_epoch, epochs = _epochs(trial, objective)
     return TrialRow(
-        number=trial.number, state=trial.state.name, value=trial.value,
-        regime=diagnosis.regime, reason=diagnosis.reason, best_epoch=best_epoch,
-        epochs=epochs, gap_loss=diagnosis.numbers.get(FINAL_GAP_LOSS),
-        baseline=bool(trial.user_attrs.get(TrialAttr.BASELINE, False)), best=is_best,
+        number=trial.number,
+        state=trial.state.name,
+        value=trial.value,
+        regime=diagnosis.regime,
+        reason=diagnosis.reason,
+        best_epoch=best_epoch,
+        epochs=epochs,
+        gap_loss=diagnosis.numbers.get(FINAL_GAP_LOSS),
+        baseline=bool(trial.user_attrs.get(TrialAttr.BASELINE, False)),
+        best=is_best,
         params=dict(trial.params),
-        params_text={name: fmt(value, is_log(distributions.get(name)))
-                     for name, value in trial.params.items()},
+        params_text={
+            name: fmt(value, is_log(distributions.get(name)))
+            for name, value in trial.params.items()
+        },
     )
 
 
@@ -177,8 +191,12 @@ def effects_of(
     so a U-shaped objective or a shrinking gap shows up as a column of bin means."""
     measured = [trial for trial in complete if FINAL_GAP_LOSS in diagnosis_numbers(trial)]
     return {
-        name: [_bin(group, name, distribution) for group in _groups(
-            [trial for trial in measured if name in trial.params], name, distribution)]
+        name: [
+            _bin(group, name, distribution)
+            for group in _groups(
+                [trial for trial in measured if name in trial.params], name, distribution
+            )
+        ]
         for name, distribution in distributions.items()
     }
 
@@ -196,8 +214,9 @@ def _groups(
         x = np.array([float(trial.params[name]) for trial in trials])
         x = np.log10(x) if is_log(distribution) else x
         keys = _bin_indices(x).tolist()
-    return [[trial for trial, key in zip(trials, keys) if key == wanted]
-            for wanted in sorted(set(keys))]
+    return [
+        [trial for trial, key in zip(trials, keys) if key == wanted] for wanted in sorted(set(keys))
+    ]
 
 
 def _bin_indices(x: np.ndarray) -> np.ndarray:
@@ -214,7 +233,10 @@ def _bin(group: Sequence[FrozenTrial], name: str, distribution: BaseDistribution
     log = is_log(distribution)
     label = fmt(low, log) if low == high else f"{fmt(low, log)} - {fmt(high, log)}"
     return EffectBin(
-        label=label, low=low, high=high, n=len(group),
+        label=label,
+        low=low,
+        high=high,
+        n=len(group),
         mean_value=float(np.mean([trial.value for trial in group])),
         mean_gap=float(np.mean([diagnosis_numbers(trial)[FINAL_GAP_LOSS] for trial in group])),
         regimes=regime_counts(trial_diagnosis(trial) for trial in group),

@@ -3,12 +3,12 @@ HTML page, the figures and the effect bins show the same trial the same way."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
+from tune.contract import Scalar
 
-def fmt(value: Any, log: bool = False) -> str:
+
+def fmt(value: Scalar | None, log: bool = False) -> str:
     """3 significant digits; log-distributed values in scientific notation so 1e-5 and 3e-4
     line up."""
     if value is None:

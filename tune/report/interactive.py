@@ -6,13 +6,16 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.distributions import BaseDistribution
 
 from tune.report.figures import lambda_name, quietly
 from tune.report.page import html_document
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 _NOTE = '<p class="note">'
 
@@ -23,12 +26,13 @@ def write_interactive(
     """One page, plotly.js embedded once (with the first figure that could be drawn)."""
     penalty = lambda_name(distributions)
     visualization = optuna.visualization
-    builders: dict[str, Callable[[], Any]] = {
+    builders: dict[str, Callable[[], go.Figure]] = {
         "optimization history": lambda: visualization.plot_optimization_history(study),
         "hyperparameter importances": lambda: visualization.plot_param_importances(study),
         "slices": lambda: visualization.plot_slice(study),
         f"{penalty} x dropout": lambda: visualization.plot_contour(
-            study, params=[penalty, "dropout"]),
+            study, params=[penalty, "dropout"]
+        ),
         "intermediate values": lambda: visualization.plot_intermediate_values(study),
     }
     sections = []
@@ -43,10 +47,10 @@ def write_interactive(
     return path
 
 
-def _interactive_section(build: Callable[[], Any], embed_plotly: bool) -> str:
+def _interactive_section(build: Callable[[], go.Figure], embed_plotly: bool) -> str:
     try:
         return quietly(build).to_html(full_html=False, include_plotlyjs=embed_plotly)
     # optuna raises a variety of errors for studies too small or too uniform to plot; a note
     # tells the reader more than a missing page would.
     except Exception as error:  # noqa: BLE001
-        return f'{_NOTE}not drawn: {html.escape(str(error) or type(error).__name__)}</p>'
+        return f"{_NOTE}not drawn: {html.escape(str(error) or type(error).__name__)}</p>"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Sequence
+from typing import cast
 
 from optuna.trial import TrialState
 from rich import box
@@ -43,16 +44,26 @@ def epochs_text(row: TrialRow) -> str:
 
 def render_text(report: Report) -> str:
     """A terminal summary of at most 100 columns: counts, then the best ``TOP`` trials."""
-    console = Console(file=io.StringIO(), width=_TEXT_WIDTH, color_system=None, markup=False,
-                      emoji=False, highlight=False)
+    console = Console(
+        file=io.StringIO(),
+        width=_TEXT_WIDTH,
+        color_system=None,
+        markup=False,
+        emoji=False,
+        highlight=False,
+    )
     for line in _summary_lines(report):
         console.print(line)
     completed = _completed_rows(report.rows)
     if completed:
-        ranked = sorted(completed, key=lambda row: report.objective.key(row.value))[:TOP]
+        ranked = sorted(
+            completed,
+            key=lambda row: report.objective.key(cast(float, row.value)),
+        )[:TOP]
         console.print(_top_table(ranked, len(completed)))
     console.print(f"report: {report.html_path}", soft_wrap=True)  # a path to paste, never wrapped
-    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
+    buffer = cast(io.StringIO, console.file)  # the StringIO given above
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
 
 
 def _completed_rows(rows: Sequence[TrialRow]) -> list[TrialRow]:
@@ -62,21 +73,37 @@ def _completed_rows(rows: Sequence[TrialRow]) -> list[TrialRow]:
 def _summary_lines(report: Report) -> list[str]:
     regimes = ", ".join(f"{regime}: {report.counts[regime]}" for regime in REGIMES)
     best = report.best_row
-    best_line = (f"{NO_COMPLETED_TRIAL}: nothing to rank yet" if best is None else
-                 f"best: trial {best.number}, {report.objective.metric} {fmt(best.value)}, {best.regime}")
-    return [f"study {report.study_name}: {states_text(report.rows)}", f"regimes: {regimes}",
-            best_line, f"recommendation: {report.recommendation.text()}"]
+    best_line = (
+        f"{NO_COMPLETED_TRIAL}: nothing to rank yet"
+        if best is None
+        else f"best: trial {best.number}, {report.objective.metric} {fmt(best.value)}, "
+        f"{best.regime}"
+    )
+    return [
+        f"study {report.study_name}: {states_text(report.rows)}",
+        f"regimes: {regimes}",
+        best_line,
+        f"recommendation: {report.recommendation.text()}",
+    ]
 
 
 def _top_table(ranked: Sequence[TrialRow], total: int) -> Table:
-    table = Table(title=f"top {len(ranked)} of {total} completed trials (* best, b baseline)",
-                  box=box.SIMPLE, title_justify="left")
+    table = Table(
+        title=f"top {len(ranked)} of {total} completed trials (* best, b baseline)",
+        box=box.SIMPLE,
+        title_justify="left",
+    )
     for column in ("trial", "objective", "regime", "epochs", "gap"):
-        table.add_column(column, justify="right" if column != "regime" else "left",
-                         no_wrap=True)
+        table.add_column(column, justify="right" if column != "regime" else "left", no_wrap=True)
     table.add_column("params", ratio=1)
     for row in ranked:
         params = " ".join(f"{name}={text}" for name, text in row.params_text.items())
-        table.add_row(trial_label(row, " *", " b"), fmt(row.value),
-                      row.regime, epochs_text(row), fmt(row.gap_loss), params)
+        table.add_row(
+            trial_label(row, " *", " b"),
+            fmt(row.value),
+            row.regime,
+            epochs_text(row),
+            fmt(row.gap_loss),
+            params,
+        )
     return table

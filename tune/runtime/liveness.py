@@ -50,13 +50,15 @@ class Worker:
     @staticmethod
     @cache
     def this() -> Worker:
-        return Worker(socket.gethostname(), os.getpid(), _since_boot(psutil.Process()), psutil.boot_time())
+        return Worker(
+            socket.gethostname(), os.getpid(), _since_boot(psutil.Process()), psutil.boot_time()
+        )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
     @classmethod
-    def from_json(cls, text: Any) -> Worker | None:
+    def from_json(cls, text: Any) -> Worker | None:  # noqa: ANN401 (whatever the record holds)
         """None for a record written by another version or by hand: such a worker is judged by
         its heartbeat alone."""
         try:

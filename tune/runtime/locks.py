@@ -45,8 +45,13 @@ def queue_lock(url: str | None) -> Iterator[None]:
             yield
     elif kind in ("redis", "rediss"):
         bare, prefix = redis_url(url)
-        with redis.Redis.from_url(bare) as client, client.lock(
-            f"{prefix}:{_LOCK_NAME}", timeout=_LOCK_EXPIRY_S, blocking_timeout=_LOCK_WAIT_S,
+        with (
+            redis.Redis.from_url(bare) as client,
+            client.lock(
+                f"{prefix}:{_LOCK_NAME}",
+                timeout=_LOCK_EXPIRY_S,
+                blocking_timeout=_LOCK_WAIT_S,
+            ),
         ):
             yield
     elif kind in ("postgresql", "mysql"):
@@ -71,7 +76,8 @@ def _database_lock(url: str) -> Iterator[None]:
     engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
     postgresql = engine.dialect.name == "postgresql"
     take, release = (
-        ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)") if postgresql
+        ("SELECT pg_advisory_lock(:key)", "SELECT pg_advisory_unlock(:key)")
+        if postgresql
         else (f"SELECT GET_LOCK(:name, {_LOCK_WAIT_S})", "SELECT RELEASE_LOCK(:name)")
     )
     key = {"key": zlib.crc32(_LOCK_NAME.encode())} if postgresql else {"name": _LOCK_NAME}

@@ -84,7 +84,11 @@ def answer_ctrl_c() -> None:
 def handling(signals: Iterable[signal.Signals], handler: SignalHandler) -> Iterator[None]:
     """A signal this process was started with ignored stays ignored: that is how ``nohup`` asks
     a long study to outlive its terminal's SIGHUP."""
-    previous = {sig: signal.signal(sig, handler) for sig in signals if signal.getsignal(sig) is not signal.SIG_IGN}
+    previous = {
+        sig: signal.signal(sig, handler)
+        for sig in signals
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
     finally:

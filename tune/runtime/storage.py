@@ -58,7 +58,11 @@ def journal_path(url: str) -> Path | None:
 def with_driver(url: str) -> str:
     """Plain ``postgresql://`` means psycopg2 or psycopg 3 depending on the SQLAlchemy version;
     name the driver that ``tune`` installs."""
-    return "postgresql+psycopg://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+    return (
+        "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        if url.startswith("postgresql://")
+        else url
+    )
 
 
 def scheme(url: str) -> str:
@@ -101,7 +105,9 @@ def _rdb_storage(url: str) -> RDBStorage:
     def connect() -> RDBStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat
-            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=60, grace_period=180)
+            return RDBStorage(
+                url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=60, grace_period=180
+            )
 
     for attempt in range(1, _RDB_ATTEMPTS):
         try:
@@ -112,12 +118,15 @@ def _rdb_storage(url: str) -> RDBStorage:
 
 
 def open_storage(url: str | None) -> BaseStorage:
-    """An Optuna storage for ``url``: ``journal:PATH`` or a ``.log`` path, ``redis://``, or an RDB URL."""
+    """An Optuna storage for ``url``: ``journal:PATH`` or a ``.log`` path, ``redis://``, or an
+    RDB URL."""
     url = url or default_storage_url()
     try:
         storage = _connect(url)
-    except Exception as exc:  # any driver error means the same thing to the user: cannot open
-        detail = (str(exc).replace(url, redact(url)).strip().splitlines() or [type(exc).__name__])[0]
+    # any driver error means the same thing to the user: cannot open
+    except Exception as exc:  # noqa: BLE001
+        lines = str(exc).replace(url, redact(url)).strip().splitlines()
+        detail = (lines or [type(exc).__name__])[0]
         raise StudyError(f"storage {redact(url)!r}: cannot open: {detail}") from None
     if storage is None:
         raise StudyError(

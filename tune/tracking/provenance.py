@@ -23,7 +23,9 @@ def package_versions() -> dict[str, str]:
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -38,4 +40,7 @@ def git_commit() -> str:
 
 
 def provenance_tags() -> dict[str, str]:
-    return {"tune.git_commit": git_commit(), **{f"tune.version.{k}": v for k, v in package_versions().items()}}
+    return {
+        "tune.git_commit": git_commit(),
+        **{f"tune.version.{k}": v for k, v in package_versions().items()},
+    }

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
@@ -30,6 +30,7 @@ from tune.runtime.locks import file_lock
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from mlflow.entities import Experiment
 
 # MLflow's own variable for where runs go, honoured as every MLflow tool honours it.
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -57,7 +58,11 @@ RUNS_VIEW_TAG = f"mlflow.sharedViewState.{RUNS_VIEW}"
 DIAGNOSIS_PREFIX = "diagnosis."
 OBJECTIVE_METRIC = "objective"  # the trial's value: the study's objective at the kept epoch
 _KEY_METRICS = (OBJECTIVE_METRIC, at_best(VAL_ACCURACY), BEST_EPOCH, at_best(GAP_LOSS))
-_RUN_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
+_RUN_STATUS = {
+    TrialState.COMPLETE: "FINISHED",
+    TrialState.PRUNED: "KILLED",
+    TrialState.FAIL: "FAILED",
+}
 _MAX_PARAM_LENGTH = 6000
 _MAX_TAG_LENGTH = 5000  # MLflow's limit is 8000 on current servers; a traceback's end says most
 LEARNING_CURVE_FILE = "learning_curve.png"
@@ -78,7 +83,10 @@ def default_tracking_uri() -> str:
 def runs_page(ui_url: str, experiment_id: str) -> str:
     """The address of a study's runs in the MLflow UI, in its machine-learning mode whatever the
     UI showed last, with the trials' columns."""
-    return f"{ui_url}/#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW}&workflowType=machine_learning"
+    return (
+        f"{ui_url}/#/experiments/{experiment_id}/runs?viewStateShareKey={RUNS_VIEW}"
+        "&workflowType=machine_learning"
+    )
 
 
 def run_page(ui_url: str, experiment_id: str, run_id: str) -> str:
@@ -87,8 +95,11 @@ def run_page(ui_url: str, experiment_id: str, run_id: str) -> str:
 
 def _runs_view(params: Iterable[str]) -> str:
     """The view as the UI stores it: column keys written ``group.`name```."""
-    columns = [*(f"metrics.`{name}`" for name in _KEY_METRICS), *(f"params.`{name}`" for name in params),
-               *(f"tags.`{name}`" for name in (STATE_TAG, REGIME_TAG, BEST_TAG))]
+    columns = [
+        *(f"metrics.`{name}`" for name in _KEY_METRICS),
+        *(f"params.`{name}`" for name in params),
+        *(f"tags.`{name}`" for name in (STATE_TAG, REGIME_TAG, BEST_TAG)),
+    ]
     return json.dumps({"selectedColumns": columns})
 
 
@@ -109,8 +120,8 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
+def _flatten(values: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
     for key, value in values.items():
         if isinstance(value, Mapping):
             flat.update(_flatten(value, f"{prefix}{key}."))
@@ -131,18 +142,24 @@ def _first_use_lock(tracking_uri: str) -> Iterator[None]:
 
 
 class CurveDrawer(Protocol):
-    """Draws a trial's learning curves with its verdict (``tune.report.curves.learning_curve_figure``):
-    passed in by the commands, so the tracker never imports the report or, unless asked to draw,
-    matplotlib."""
+    """Draws a trial's learning curves with its verdict
+    (``tune.report.curves.learning_curve_figure``): passed in by the commands, so the tracker
+    never imports the report or, unless asked to draw, matplotlib."""
 
-    def __call__(self, curves: Curves, *, title: str, diagnosis: Diagnosis, objective: Objective) -> Figure: ...
+    def __call__(
+        self, curves: Curves, *, title: str, diagnosis: Diagnosis, objective: Objective
+    ) -> Figure: ...
 
 
 class Tracker:
     """MLflow writer for one study."""
 
     def __init__(
-        self, study_name: str, tracking_uri: str | None = None, *, draw_curves: CurveDrawer | None = None
+        self,
+        study_name: str,
+        tracking_uri: str | None = None,
+        *,
+        draw_curves: CurveDrawer | None = None,
     ) -> None:
         self.study_name = study_name
         self.draw_curves = draw_curves
@@ -164,11 +181,14 @@ class Tracker:
         found = self.client.get_experiment_by_name(study_name)
         if found is None:
             try:
-                return self.client.create_experiment(study_name, self._artifact_location(study_name), tags=tags)
+                return self.client.create_experiment(
+                    study_name, self._artifact_location(study_name), tags=tags
+                )
             except MlflowException as exc:  # a worker on another machine created it first
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
-            found = self.client.get_experiment_by_name(study_name)
+            # the other worker's experiment, there now
+            found = cast("Experiment", self.client.get_experiment_by_name(study_name))
         for key, value in tags.items():
             if key not in found.tags:
                 self.client.set_experiment_tag(found.experiment_id, key, value)
@@ -178,18 +198,30 @@ class Tracker:
         """Add the searched parameters to the runs page's columns, once the study knows them."""
         self.client.set_experiment_tag(self.experiment_id, RUNS_VIEW_TAG, _runs_view(params))
 
-    def _start(self, run_name: str, parent_id: str | None, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    def _start(
+        self,
+        run_name: str,
+        parent_id: str | None,
+        params: Mapping[str, object],
+        tags: Mapping[str, str],
+    ) -> str:
         """A run with its params, nested under ``parent_id`` when there is one."""
         link = {PARENT_TAG: parent_id} if parent_id else {}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags={**link, **tags})
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def start_parent(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    def start_parent(
+        self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> str:
         """Tagged with its worker, so a later worker can tell whether it still lives."""
-        return self._start(run_name, None, params, {ROLE_TAG: "study", WORKER_TAG: Worker.this().to_json(), **tags})
+        return self._start(
+            run_name, None, params, {ROLE_TAG: "study", WORKER_TAG: Worker.this().to_json(), **tags}
+        )
 
-    def start_trial(self, parent_id: str, number: int, params: Mapping[str, Any], study_name: str) -> str:
+    def start_trial(
+        self, parent_id: str, number: int, params: Mapping[str, Any], study_name: str
+    ) -> str:
         tags = {ROLE_TAG: "trial", TRIAL_TAG: str(number), STUDY_TAG: study_name}
         return self._start(_trial_run_name(study_name, number), parent_id, params, tags)
 
@@ -200,7 +232,9 @@ class Tracker:
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         stamp = _now_ms()
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()])
+        self.client.log_batch(
+            run_id, metrics=[Metric(k, float(v), stamp, step) for k, v in metrics.items()]
+        )
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -208,11 +242,15 @@ class Tracker:
     def log_file(self, run_id: str, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
-    def log_diagnosis(self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective) -> None:
+    def log_diagnosis(
+        self, run_id: str, diagnosis: Diagnosis, curves: Curves, title: str, objective: Objective
+    ) -> None:
         """The regime as a tag to filter on, its numbers as metrics to sort by, and the learning
         curves with the verdict drawn on them (by ``draw_curves``), so the run page shows why the
         trial got it."""
-        self.log_metrics(run_id, {f"{DIAGNOSIS_PREFIX}{key}": value for key, value in diagnosis.numbers.items()})
+        self.log_metrics(
+            run_id, {f"{DIAGNOSIS_PREFIX}{key}": value for key, value in diagnosis.numbers.items()}
+        )
         self.set_tags(run_id, {REGIME_TAG: diagnosis.regime, REASON_TAG: diagnosis.reason})
         if curves and self.draw_curves is not None:
             figure = self.draw_curves(curves, title=title, diagnosis=diagnosis, objective=objective)
@@ -231,7 +269,9 @@ class Tracker:
             self.log_metrics(run_id, {OBJECTIVE_METRIC: end.value})
             if self._beats_best(end.value, end.objective):
                 self.mark_best(run_id, end.objective)
-        self.client.update_run(run_id, name=_trial_run_name(self.study_name, end.number, end.state.name, end.regime))
+        self.client.update_run(
+            run_id, name=_trial_run_name(self.study_name, end.number, end.state.name, end.regime)
+        )
         self.client.set_terminated(run_id, _RUN_STATUS[end.state])
 
     def _best_runs(self) -> list[Run]:
@@ -252,7 +292,10 @@ class Tracker:
 
         def rank(run: Run) -> tuple[float, int]:
             value = run.data.metrics.get(OBJECTIVE_METRIC)
-            return (objective.key(value) if objective and value is not None else float("inf"), run.info.start_time)
+            return (
+                objective.key(value) if objective and value is not None else float("inf"),
+                run.info.start_time,
+            )
 
         keep = run_id if objective is None or not tagged else min(tagged, key=rank).info.run_id
         for run in tagged:
@@ -264,7 +307,9 @@ class Tracker:
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
 
-    def log_best(self, parent_id: str, number: int, run_id: str | None, metrics: Mapping[str, float]) -> None:
+    def log_best(
+        self, parent_id: str, number: int, run_id: str | None, metrics: Mapping[str, float]
+    ) -> None:
         """The parent run's row shows the best trial's numbers in the trials' own columns, and its
         page links to that trial's run."""
         self.log_metrics(parent_id, metrics)
@@ -272,17 +317,28 @@ class Tracker:
         if run_id is not None:
             self.mark_best(run_id)
             link = run_page("", self.experiment_id, run_id)
-            tags |= {BEST_RUN_TAG: run_id, NOTE_TAG: f"Best trial: [{_trial_run_name(self.study_name, number)}]({link})"}
+            tags |= {
+                BEST_RUN_TAG: run_id,
+                NOTE_TAG: f"Best trial: [{_trial_run_name(self.study_name, number)}]({link})",
+            }
         self.set_tags(parent_id, tags)
 
-    def start_retrain(self, parent_id: str | None, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+    def start_retrain(
+        self,
+        parent_id: str | None,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+    ) -> str:
         """A retrain of a fixed config, nested under the study's parent run or a comparison."""
         return self._start(run_name, parent_id, params, {ROLE_TAG: "retrain", **tags})
 
     def start_comparison(self, parent_id: str | None, params: Mapping[str, Any]) -> str:
         return self._start("compare", parent_id, params, {ROLE_TAG: "compare"})
 
-    def register_model(self, run_id: str, model_path: Path, name: str, tags: Mapping[str, str]) -> int:
+    def register_model(
+        self, run_id: str, model_path: Path, name: str, tags: Mapping[str, str]
+    ) -> int:
         """The saved model, logged with its run, as the next version of the registered model
         ``name``; returns the version number."""
         self.client.log_artifact(run_id, str(model_path), MODEL_FOLDER)
@@ -292,7 +348,8 @@ class Tracker:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         source = f"{self.client.get_run(run_id).info.artifact_uri}/{MODEL_FOLDER}"
-        return int(self.client.create_model_version(name, source, run_id=run_id, tags=tags).version)
+        # MLflow's annotation asks for a dict; it only reads the tags' items
+        return int(self.client.create_model_version(name, source, run_id=run_id, tags=tags).version)  # type: ignore[arg-type]
 
     def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
@@ -335,6 +392,9 @@ class Tracker:
     def latest_parent(self) -> str | None:
         """The newest parent run of the study, where export and report artifacts belong."""
         runs = self.client.search_runs(
-            [self.experiment_id], f"tags.`{ROLE_TAG}` = 'study'", order_by=["attributes.start_time DESC"], max_results=1
+            [self.experiment_id],
+            f"tags.`{ROLE_TAG}` = 'study'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
         )
         return runs[0].info.run_id if runs else None

@@ -22,7 +22,12 @@ from tune.training.pipeline import eval_dataset
 
 
 def train_and_test(
-    params: Params, splits: Splits, test: TestSplit, settings: TrainSettings, on_epoch: EpochHook, model_path: Path
+    params: Params,
+    splits: Splits,
+    test: TestSplit,
+    settings: TrainSettings,
+    on_epoch: EpochHook,
+    model_path: Path,
 ) -> TestedResult:
     """Penalty-free test loss and accuracy of the best epoch's weights, which are saved as
     ``.keras`` so the number can be checked against the model itself."""

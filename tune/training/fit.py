@@ -12,7 +12,6 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import keras
 import tensorflow as tf
@@ -36,7 +35,9 @@ from tune.training.models import build_model
 from tune.training.pipeline import clean_subset, eval_dataset, train_dataset
 
 
-def train_model(params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
+def train_model(
+    params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook
+) -> TrainingResult:
     """The ``tune.contract.Trainer`` that runs in a trial's process. The Keras session is cleared
     (which also runs the garbage collector) however training ends, including when ``on_epoch``
     raises to prune the trial, so the model is gone when this returns."""
@@ -53,7 +54,9 @@ def fit_model(
     for callers that keep or save it."""
     keras.utils.set_random_seed(settings.seed)
     with _dtype_policy(settings.precision):
-        model, facts = build_model(settings.model, params, splits.x_train.shape[1:], len(splits.class_names))
+        model, facts = build_model(
+            settings.model, params, splits.x_train.shape[1:], len(splits.class_names)
+        )
     compile_model(model, params, logits=facts.logits)
     clean_train = eval_dataset(*clean_subset(splits, settings.clean_train_size, settings.seed))
     started = time.perf_counter()
@@ -77,17 +80,32 @@ _BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 _BF16_GPU_CAPABILITY = (8, 0)  # Ampere and later
 
 
-def resolve_precision(precision: str, cpu_flags: frozenset[str] | None = None) -> str:
+def resolve_precision(
+    precision: str,
+    cpu_flags: frozenset[str] | None = None,
+    gpu_capability: tuple[int, int] | None = None,
+) -> str:
     """``auto`` becomes ``mixed_bfloat16`` on a GPU or CPU with native bfloat16 and ``float32``
-    elsewhere, decided in the process that trains, on the machine it trains on."""
+    elsewhere, decided in the process that trains, on the machine it trains on. The device details
+    are read there unless given."""
     if precision != AUTO_PRECISION:
         return precision
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
-        return MIXED_BFLOAT16 if tuple(capability) >= _BF16_GPU_CAPABILITY else "float32"
+    capability = _gpu_capability() if gpu_capability is None else gpu_capability
+    if capability is not None:
+        return MIXED_BFLOAT16 if capability >= _BF16_GPU_CAPABILITY else "float32"
     flags = _cpu_flags() if cpu_flags is None else cpu_flags
     return MIXED_BFLOAT16 if flags & _BF16_CPU_FLAGS else "float32"
+
+
+def _gpu_capability() -> tuple[int, int] | None:
+    """The first visible GPU's compute capability, (0, 0) when it reports none; None on a CPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    major, minor = tf.config.experimental.get_device_details(gpus[0]).get(
+        "compute_capability", (0, 0)
+    )
+    return int(major), int(minor)
 
 
 def _cpu_flags() -> frozenset[str]:
@@ -147,7 +165,11 @@ def _callbacks(
     """Ordered: the clean-train metrics must be in the logs before anything reads them, and a
     diverged epoch must fail the trial before it is reported, so no non-finite value ever leaves
     training."""
-    callbacks = [_CleanTrainMetrics(clean_train), _DivergenceGuard(float(params["learning_rate"])), _EpochReporter(on_epoch)]
+    callbacks = [
+        _CleanTrainMetrics(clean_train),
+        _DivergenceGuard(float(params["learning_rate"])),
+        _EpochReporter(on_epoch),
+    ]
     if params["lr_schedule"] == "cosine":
         callbacks.insert(0, _cosine_decay(float(params["learning_rate"]), settings.epochs))
     if settings.keep_best:
@@ -188,7 +210,7 @@ class _CleanTrainMetrics(keras.callbacks.Callback):
         super().__init__()
         self._dataset = dataset
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         scores = self.model.evaluate(self._dataset, verbose=0, return_dict=True)
         logs[CLEAN_TRAIN_LOSS] = float(scores[DATA_LOSS])
         logs[CLEAN_TRAIN_ACCURACY] = float(scores[ACCURACY])
@@ -201,7 +223,7 @@ class _DivergenceGuard(keras.callbacks.Callback):
         super().__init__()
         self._learning_rate = learning_rate
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         bad = {key: logs[key] for key in METRICS if not math.isfinite(logs[key])}
         if bad:
             values = ", ".join(f"{key}={value}" for key, value in bad.items())
@@ -218,5 +240,5 @@ class _EpochReporter(keras.callbacks.Callback):
         super().__init__()
         self._on_epoch = on_epoch
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         self._on_epoch(epoch, {key: float(logs[key]) for key in METRICS})

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import importlib
 import multiprocessing
 import multiprocessing.forkserver
 import signal
@@ -28,7 +29,7 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, cast
 
 from tune.contract import (
     EpochHook,
@@ -53,7 +54,7 @@ _UNWIND_S = 30.0
 
 
 @functools.cache
-def _context() -> multiprocessing.context.BaseContext:
+def _context() -> multiprocessing.context.ForkServerContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([SERVER_MODULE])
     return context
@@ -67,6 +68,9 @@ def _serve(conn: Connection) -> None:
     """The trial process: hold the splits it was sent, train each trial it is sent, until the
     parent closes the pipe. An error that is not ours leaves the process in an unknown state, so
     it reports it and exits."""
+    # A no-op after the fork server's preload; multiprocessing swallows an ImportError there, and
+    # a trial would then train with TensorFlow's logs unfiltered: raise it here instead.
+    importlib.import_module(SERVER_MODULE)
     from tune.training.fit import train_model
     from tune.training.models import describe
 
@@ -83,14 +87,33 @@ def _serve(conn: Connection) -> None:
             if kind == _DESCRIBE:
                 conn.send(("done", describe(*job)))
                 continue
-            conn.send(("done", train_model(job[0], splits, job[1], functools.partial(_report_epoch, conn))))
+            conn.send(
+                (
+                    "done",
+                    train_model(
+                        # the parent sends the data before any trial
+                        job[0],
+                        cast(Splits, splits),
+                        job[1],
+                        functools.partial(_report_epoch, conn),
+                    ),
+                )
+            )
         except _Stopped:
             conn.send(("stopped", None))
         except TuneError as exc:
             conn.send(("error", exc))
-        except BaseException:  # anything else is a bug; carry its traceback to the parent
+        # anything else is a bug; carry its traceback to the parent
+        except BaseException:  # noqa: BLE001
             with contextlib.suppress(OSError):
-                conn.send(("error", RuntimeError(f"the trial's training process failed:\n{traceback.format_exc()}")))
+                conn.send(
+                    (
+                        "error",
+                        RuntimeError(
+                            f"the trial's training process failed:\n{traceback.format_exc()}"
+                        ),
+                    )
+                )
             return
 
 
@@ -182,7 +205,9 @@ def close_trial_process(*, kill: bool = False) -> None:
 atexit.register(close_trial_process)
 
 
-def describe_isolated(source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> ModelFacts:
+def describe_isolated(
+    source: ModelSource, input_shape: tuple[int, ...], num_classes: int
+) -> ModelFacts:
     """``tune.training.models.describe`` in the trial process, which goes on to train the study's
     trials: the study process learns what the model holds without loading TensorFlow."""
     worker = _trial_process()
@@ -195,7 +220,9 @@ def describe_isolated(source: ModelSource, input_shape: tuple[int, ...], num_cla
     return payload
 
 
-def train_isolated(params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook) -> TrainingResult:
+def train_isolated(
+    params: Params, splits: Splits, settings: TrainSettings, on_epoch: EpochHook
+) -> TrainingResult:
     """``tune.training.fit.train_model`` in the trial process: the ``tune.contract.Trainer``
     that ``tune run`` uses. Exceptions from ``on_epoch`` (pruning) or from training reach the
     caller as usual; after anything but a finished, pruned or diverged trial the process is

@@ -10,7 +10,7 @@ import importlib.util
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from types import ModuleType
 
 import keras
 
@@ -22,11 +22,14 @@ from tune.training.rewrite import inspect, regularize
 
 _LAMBDA_HELP = (
     "it has a Lambda layer, which runs arbitrary code, so Keras's safe mode refuses to load it; "
-    "write a builder function instead (model: {builder: 'my_models.py:build'}) that returns the model"
+    "write a builder function instead (model: {builder: 'my_models.py:build'}) that returns the "
+    "model"
 )
 
 
-def load_architecture(source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+def load_architecture(
+    source: ModelSource, input_shape: tuple[int, ...], num_classes: int
+) -> keras.Model:
     """The plain model as its source defines it; every problem names the source."""
     if source.kind == BUILTIN:
         return BUILT_INS[source.ref](input_shape, num_classes)
@@ -39,12 +42,19 @@ def _load_file(path: Path) -> keras.Model:
     if not path.is_file():
         raise ModelError(f"model file {path}: no such file")
     if not zipfile.is_zipfile(path):
-        raise ModelError(f"model file {path}: not a Keras archive (.keras, as model.save('my_net.keras') writes)")
+        raise ModelError(
+            f"model file {path}: not a Keras archive (.keras, as model.save('my_net.keras') writes)"
+        )
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # Keras raises ValueError, TypeError or its own kinds for a bad archive
+    # Keras raises ValueError, TypeError or its own kinds for a bad archive
+    except Exception as exc:  # noqa: BLE001
         text = str(exc)
-        problem = _LAMBDA_HELP if "Lambda" in text and "safe_mode" in text else f"cannot load it: {_first_line(text)}"
+        problem = (
+            _LAMBDA_HELP
+            if "Lambda" in text and "safe_mode" in text
+            else f"cannot load it: {_first_line(text)}"
+        )
         raise ModelError(f"model file {path}: {problem}") from None
     if not isinstance(model, keras.Model):
         raise ModelError(f"model file {path}: holds a {type(model).__name__}, not a keras.Model")
@@ -55,22 +65,25 @@ def _first_line(text: str) -> str:
     return next((line.strip() for line in text.splitlines() if line.strip()), "no reason given")
 
 
-def _builder_function(ref: str) -> Callable[..., Any]:
+def _builder_function(ref: str) -> Callable[..., object]:
     target, name = builder_parts(ref)
     try:
         with cwd_importable():
             module = _import_path(target) if is_path(target) else importlib.import_module(target)
     except ModelError:
         raise
-    except Exception as exc:  # the user's module failed to import: their error, named
-        raise ModelError(f"builder {ref!r}: importing {target} failed: {type(exc).__name__}: {exc}") from None
+    # the user's module failed to import: their error, named
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(
+            f"builder {ref!r}: importing {target} failed: {type(exc).__name__}: {exc}"
+        ) from None
     function = getattr(module, name, None)
     if not callable(function):
         raise ModelError(f"builder {ref!r}: {target} has no function {name!r}")
     return function
 
 
-def _import_path(target: str) -> Any:
+def _import_path(target: str) -> ModuleType:
     path = Path(target)
     if not path.is_file():
         raise ModelError(f"builder file {target}: no such file")
@@ -86,14 +99,16 @@ def _build(ref: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Mo
     function = _builder_function(ref)
     try:
         model = function(tuple(input_shape), num_classes)
-    except Exception as exc:  # the user's code raised: say where
+    except Exception as exc:  # noqa: BLE001 (the user's code raised: say where)
         raise ModelError(f"builder {ref!r} raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, keras.Model):
         raise ModelError(f"builder {ref!r} returned {type(model).__name__}, not a keras.Model")
     return model
 
 
-def _inspected(model: keras.Model, source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> ModelFacts:
+def _inspected(
+    model: keras.Model, source: ModelSource, input_shape: tuple[int, ...], num_classes: int
+) -> ModelFacts:
     try:
         return inspect(model, input_shape, num_classes, source.input_scale)
     except ModelError as exc:
@@ -102,7 +117,9 @@ def _inspected(model: keras.Model, source: ModelSource, input_shape: tuple[int, 
 
 def describe(source: ModelSource, input_shape: tuple[int, ...], num_classes: int) -> ModelFacts:
     """What the knobs can reach in the source's model, before any trial: every problem names it."""
-    return _inspected(load_architecture(source, input_shape, num_classes), source, input_shape, num_classes)
+    return _inspected(
+        load_architecture(source, input_shape, num_classes), source, input_shape, num_classes
+    )
 
 
 def build_model(

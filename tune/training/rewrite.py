@@ -17,7 +17,7 @@ regularizer assigned to an already-built layer never does (keras #8413, tensorfl
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import keras
 from keras.src.models.functional import Functional
@@ -26,24 +26,45 @@ from tune.contract import LayerRow, ModelFacts, Params, Scalar
 from tune.errors import ModelError
 from tune.training.layers import NOISY_CONVS, RandomAffine, RegularizedDense
 
-Tensor = Any
+if TYPE_CHECKING:
+    # A layer's activation as its config holds it: a Keras name, or a custom one's config.
+    Activation: TypeAlias = str | dict[str, object] | None
+
 L = keras.layers
 CONVS: tuple[type, ...] = (
-    L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose,
-    L.SeparableConv1D, L.SeparableConv2D, L.DepthwiseConv1D, L.DepthwiseConv2D,
+    L.Conv1D,
+    L.Conv2D,
+    L.Conv3D,
+    L.Conv1DTranspose,
+    L.Conv2DTranspose,
+    L.Conv3DTranspose,
+    L.SeparableConv1D,
+    L.SeparableConv2D,
+    L.DepthwiseConv1D,
+    L.DepthwiseConv2D,
 )
 # Every kernel a convolution or Dense layer may have; biases and normalization never get a penalty.
 KERNEL_PENALTIES = ("kernel_regularizer", "depthwise_regularizer", "pointwise_regularizer")
-DROPOUTS: tuple[type, ...] = (L.Dropout, L.GaussianDropout, L.AlphaDropout)  # SpatialDropout is a Dropout
+# SpatialDropout is a Dropout.
+DROPOUTS: tuple[type, ...] = (L.Dropout, L.GaussianDropout, L.AlphaDropout)
 RESCALERS: tuple[type, ...] = (L.Rescaling, L.Normalization)
 # The hyperparameters that ``RandomAffine`` takes, by the same names.
 AUGMENTATIONS = ("flip", "rotation", "width_shift", "height_shift", "zoom")
 CONV, HIDDEN, OUTPUT, AFTER_OUTPUT, DROPOUT, BATCH_NORM, OTHER = (
-    "conv", "hidden dense", "output", "after output", "dropout", "batch norm", "",
+    "conv",
+    "hidden dense",
+    "output",
+    "after output",
+    "dropout",
+    "batch norm",
+    "",
 )
 _KNOBS = {
-    CONV: "l1_conv, l2_conv, weight_noise", HIDDEN: "l1_dense, l2_dense, dropconnect, weight_noise",
-    OUTPUT: "none (output layer)", DROPOUT: "dropout", BATCH_NORM: "batch_norm_momentum",
+    CONV: "l1_conv, l2_conv, weight_noise",
+    HIDDEN: "l1_dense, l2_dense, dropconnect, weight_noise",
+    OUTPUT: "none (output layer)",
+    DROPOUT: "dropout",
+    BATCH_NORM: "batch_norm_momentum",
 }
 
 
@@ -60,8 +81,9 @@ def leaves(model: keras.Model, prefix: str = "") -> Iterator[tuple[str, keras.la
 def _check_rewritable(model: keras.Model) -> None:
     if not isinstance(model, (keras.Sequential, Functional)):
         raise ModelError(
-            f"{type(model).__name__} {model.name!r} is a subclassed model, whose layers tune cannot rewrite: "
-            "give a Sequential model or a functional one (keras.Model(inputs, outputs)), nested models allowed"
+            f"{type(model).__name__} {model.name!r} is a subclassed model, whose layers tune "
+            "cannot rewrite: give a Sequential model or a functional one (keras.Model(inputs, "
+            "outputs)), nested models allowed"
         )
 
 
@@ -92,7 +114,7 @@ def _roles(model: keras.Model) -> dict[int, str]:
     return roles
 
 
-def _penalty(regularizer: Any) -> tuple[float, float] | None:
+def _penalty(regularizer: keras.regularizers.Regularizer | None) -> tuple[float, float] | None:
     """(l1, l2) of a Keras L1/L2/L1L2 regularizer, (0, 0) for none, None for any other kind."""
     if regularizer is None:
         return 0.0, 0.0
@@ -105,11 +127,11 @@ def _penalty(regularizer: Any) -> tuple[float, float] | None:
     return None
 
 
-def _penalties(layer: keras.layers.Layer) -> list[Any]:
+def _penalties(layer: keras.layers.Layer) -> list[keras.regularizers.Regularizer | None]:
     return [getattr(layer, attr) for attr in KERNEL_PENALTIES if hasattr(layer, attr)]
 
 
-def _agreed(values: list[Scalar | None], default: Scalar) -> Scalar | None:
+def _agreed(values: list[Scalar | None], default: Scalar | None) -> Scalar | None:
     """The value every layer of a group shares (``default`` for an empty group), else None."""
     distinct = set(values)
     if not distinct:
@@ -117,8 +139,11 @@ def _agreed(values: list[Scalar | None], default: Scalar) -> Scalar | None:
     return distinct.pop() if len(distinct) == 1 and None not in distinct else None
 
 
-def _own_values(layers: list[tuple[str, keras.layers.Layer]], roles: dict[int, str]) -> dict[str, Scalar]:
+def _own_values(
+    layers: list[tuple[str, keras.layers.Layer]], roles: dict[int, str]
+) -> dict[str, Scalar]:
     """The model's own value of each knob it carries, where its layers agree on one."""
+
     def group(role: str) -> list[keras.layers.Layer]:
         return [layer for _, layer in layers if roles[id(layer)] == role]
 
@@ -130,7 +155,7 @@ def _own_values(layers: list[tuple[str, keras.layers.Layer]], roles: dict[int, s
     own["dropout"] = _agreed([float(layer.rate) for layer in group(DROPOUT)], 0.0)
     norms = group(BATCH_NORM)
     own["batch_norm"] = False if not norms else None
-    own["batch_norm_momentum"] = _agreed([float(layer.momentum) for layer in norms], None)  # type: ignore[arg-type]
+    own["batch_norm_momentum"] = _agreed([float(layer.momentum) for layer in norms], None)
     return {name: value for name, value in own.items() if value is not None}
 
 
@@ -139,7 +164,9 @@ def _describe_own(layer: keras.layers.Layer, role: str) -> str:
         penalties = [_penalty(reg) for reg in _penalties(layer)]
         if any(p is None for p in penalties):
             return "custom regularizer"
-        words = [f"L1 {p[0]:g}" for p in penalties if p and p[0]] + [f"L2 {p[1]:g}" for p in penalties if p and p[1]]
+        words = [f"L1 {p[0]:g}" for p in penalties if p and p[0]] + [
+            f"L2 {p[1]:g}" for p in penalties if p and p[1]
+        ]
         return ", ".join(dict.fromkeys(words)) or "none"
     if role == DROPOUT:
         return f"rate {layer.rate:g}"
@@ -160,41 +187,73 @@ def _output_kind(layers: list[tuple[str, keras.layers.Layer]], roles: dict[int, 
         return False
     others = [name for name in names if name != "linear"]
     if others:
-        raise ModelError(f"its output activation is {others[-1]}: end the model with softmax, or with a linear layer (logits)")
+        raise ModelError(
+            f"its output activation is {others[-1]}: end the model with softmax, or with a linear "
+            "layer (logits)"
+        )
     return True
 
 
-def inspect(model: keras.Model, input_shape: tuple[int, ...], num_classes: int, input_scale: str) -> ModelFacts:
+def inspect(
+    model: keras.Model, input_shape: tuple[int, ...], num_classes: int, input_scale: str
+) -> ModelFacts:
     """What the knobs can reach in ``model``, checked against the data it will see."""
     _check_rewritable(model)
     _check_shapes(model, input_shape, num_classes)
     layers = list(leaves(model))
     roles = _roles(model)
-    count = {role: sum(roles[id(layer)] == role for _, layer in layers) for role in (CONV, HIDDEN, DROPOUT, BATCH_NORM)}
+    count = {
+        role: sum(roles[id(layer)] == role for _, layer in layers)
+        for role in (CONV, HIDDEN, DROPOUT, BATCH_NORM)
+    }
     first = layers[0][1]
     rows = tuple(
-        LayerRow(path, type(layer).__name__, _KNOBS.get(roles[id(layer)], ""), _describe_own(layer, roles[id(layer)]))
+        LayerRow(
+            path,
+            type(layer).__name__,
+            _KNOBS.get(roles[id(layer)], ""),
+            _describe_own(layer, roles[id(layer)]),
+        )
         for path, layer in layers
     )
     return ModelFacts(
-        name=model.name, parameters=int(model.count_params()), input_shape=tuple(model.input_shape[1:]),
-        outputs=num_classes, logits=_output_kind(layers, roles),
+        name=model.name,
+        parameters=int(model.count_params()),
+        input_shape=tuple(model.input_shape[1:]),
+        outputs=num_classes,
+        logits=_output_kind(layers, roles),
         raw_inputs=input_scale == "raw" or (input_scale == "auto" and isinstance(first, RESCALERS)),
-        convs=count[CONV], hidden_dense=count[HIDDEN], dropouts=count[DROPOUT], batch_norms=count[BATCH_NORM],
-        noisy_convs=sum(type(layer) in NOISY_CONVS for _, layer in layers if roles[id(layer)] == CONV),
-        own=_own_values(layers, roles), layers=rows,
+        convs=count[CONV],
+        hidden_dense=count[HIDDEN],
+        dropouts=count[DROPOUT],
+        batch_norms=count[BATCH_NORM],
+        noisy_convs=sum(
+            type(layer) in NOISY_CONVS for _, layer in layers if roles[id(layer)] == CONV
+        ),
+        own=_own_values(layers, roles),
+        layers=rows,
     )
 
 
 def _check_shapes(model: keras.Model, input_shape: tuple[int, ...], num_classes: int) -> None:
     inputs, outputs = model.inputs, model.outputs
     if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelError(f"it has {len(inputs)} inputs and {len(outputs)} outputs; tune needs one image input and one output")
+        raise ModelError(
+            f"it has {len(inputs)} inputs and {len(outputs)} outputs; tune needs one image input "
+            "and one output"
+        )
     expected = tuple(model.input_shape[1:])
-    if len(expected) != len(input_shape) or any(e is not None and e != d for e, d in zip(expected, input_shape)):
-        raise ModelError(f"its input shape {expected} does not fit the data's images {tuple(input_shape)}")
+    if len(expected) != len(input_shape) or any(
+        e is not None and e != d for e, d in zip(expected, input_shape)
+    ):
+        raise ModelError(
+            f"its input shape {expected} does not fit the data's images {tuple(input_shape)}"
+        )
     if tuple(model.output_shape[1:]) != (num_classes,):
-        raise ModelError(f"its output shape {tuple(model.output_shape[1:])} does not match the data's {num_classes} classes")
+        raise ModelError(
+            f"its output shape {tuple(model.output_shape[1:])} does not match the data's "
+            f"{num_classes} classes"
+        )
 
 
 class _Rewriter:
@@ -207,7 +266,7 @@ class _Rewriter:
         self.add_norm = bool(params.get("batch_norm", False)) and facts.batch_norms == 0
         self.policy = keras.mixed_precision.global_policy().name
         self.clone_roles: dict[int, str] = {}
-        self.activations: dict[int, Any] = {}
+        self.activations: dict[int, Activation] = {}
         self.originals: list[tuple[keras.layers.Layer, keras.layers.Layer]] = []
 
     def graph(self, model: keras.Model) -> keras.Model:
@@ -221,7 +280,8 @@ class _Rewriter:
             return self.graph(layer)
         role = self.roles[id(layer)]
         config = layer.get_config()
-        full = role in (OUTPUT, AFTER_OUTPUT) or isinstance(layer, RESCALERS)  # 0-255 values lose digits in bfloat16
+        # 0-255 values lose digits in bfloat16
+        full = role in (OUTPUT, AFTER_OUTPUT) or isinstance(layer, RESCALERS)
         config["dtype"] = "float32" if full else self.policy
         activation = config.get("activation")
         cls = type(layer)
@@ -237,7 +297,9 @@ class _Rewriter:
         self.originals.append((clone, layer))
         return clone
 
-    def _kernel_layer(self, layer: keras.layers.Layer, role: str, config: dict[str, Any]) -> type:
+    def _kernel_layer(
+        self, layer: keras.layers.Layer, role: str, config: dict[str, object]
+    ) -> type:
         suffix = "conv" if role == CONV else "dense"
         for attr in KERNEL_PENALTIES:
             if attr in config:
@@ -255,7 +317,9 @@ class _Rewriter:
             return NOISY_CONVS[type(layer)]
         return type(layer)
 
-    def _penalty(self, regularizer: Any, suffix: str) -> Any:
+    def _penalty(
+        self, regularizer: keras.regularizers.Regularizer | None, suffix: str
+    ) -> keras.regularizers.Regularizer | None:
         """A knob given replaces its half of the layer's penalty; one left out keeps the model's."""
         l1_name, l2_name = f"l1_{suffix}", f"l2_{suffix}"
         if l1_name not in self.params and l2_name not in self.params:
@@ -265,10 +329,13 @@ class _Rewriter:
         l2 = float(self.params.get(l2_name, own[1]))
         return keras.regularizers.L1L2(l1=l1, l2=l2) if l1 or l2 else None
 
-    def call(self, layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> Tensor:
+    def call(self, layer: keras.layers.Layer, *args: Any, **kwargs: Any) -> keras.KerasTensor:
         role = self.clone_roles.get(id(layer))
         if role == OUTPUT and self.add_dropout:
-            args = (L.Dropout(float(self.params["dropout"]), name=f"{layer.name}_dropout")(args[0]), *args[1:])
+            args = (
+                L.Dropout(float(self.params["dropout"]), name=f"{layer.name}_dropout")(args[0]),
+                *args[1:],
+            )
         outputs = layer(*args, **kwargs)
         if role in (CONV, HIDDEN) and self.add_norm:
             momentum = float(self.params.get("batch_norm_momentum", 0.99))
@@ -277,32 +344,43 @@ class _Rewriter:
         return outputs
 
 
-def _activation(activation: Any, name: str) -> keras.layers.Layer:
-    return L.ReLU(name=name) if activation == "relu" else L.Activation(activation or "linear", name=name)
+def _activation(activation: Activation, name: str) -> keras.layers.Layer:
+    return (
+        L.ReLU(name=name)
+        if activation == "relu"
+        else L.Activation(activation or "linear", name=name)
+    )
 
 
-def _front_end(inputs: Tensor, params: Params, raw: bool) -> Tensor:
+def _front_end(inputs: keras.KerasTensor, params: Params, raw: bool) -> keras.KerasTensor:
     """Scale, augment and add noise in float32 under any policy: these layers do little math, so
     full precision for interpolated pixels and small noise is nearly free; the model's first layer
     casts to the compute dtype. Input noise is in [0, 1] units whatever the scale."""
     x = L.Rescaling(1.0 if raw else 1.0 / 255.0, dtype="float32", name="tune_scale")(inputs)
     augmentation = {name: params.get(name, 0) for name in AUGMENTATIONS}
     if any(augmentation.values()):
-        x = RandomAffine(**augmentation, dtype="float32", name="tune_augmentation")(x)
+        # Scalars to mypy; the knobs' domains make them a bool and floats, as RandomAffine takes.
+        x = RandomAffine(**augmentation, dtype="float32", name="tune_augmentation")(x)  # type: ignore[arg-type]
     noise = float(params.get("input_noise", 0.0))
     if noise > 0:
-        x = L.GaussianNoise(noise * (255.0 if raw else 1.0), dtype="float32", name="tune_input_noise")(x)
+        x = L.GaussianNoise(
+            noise * (255.0 if raw else 1.0), dtype="float32", name="tune_input_noise"
+        )(x)
     return x
 
 
-def regularize(model: keras.Model, params: Params, facts: ModelFacts, *, keep_weights: bool = False) -> keras.Model:
+def regularize(
+    model: keras.Model, params: Params, facts: ModelFacts, *, keep_weights: bool = False
+) -> keras.Model:
     """``model`` with the knobs of ``params`` applied, taking uint8 images, so tf.data never
     materializes floats; freshly initialized unless ``keep_weights``. Layers take the global
     dtype policy, the output layer and what follows it float32."""
     rewriter = _Rewriter(model, params, facts)
     body = rewriter.graph(model)
     inputs = keras.Input(shape=tuple(facts.input_shape), dtype="uint8", name="image")
-    outputs = body._run_through_graph([_front_end(inputs, params, facts.raw_inputs)], operation_fn=lambda op: op)
+    outputs = body._run_through_graph(
+        [_front_end(inputs, params, facts.raw_inputs)], operation_fn=lambda op: op
+    )
     rewritten = keras.Model(inputs, keras.tree.flatten(outputs)[0], name=model.name)
     if keep_weights:
         _copy_weights(rewriter.originals)
@@ -315,6 +393,7 @@ def _copy_weights(pairs: list[tuple[keras.layers.Layer, keras.layers.Layer]]) ->
     for clone, original in pairs:
         saved = {variable.name: variable for variable in original.weights}
         for variable in clone.weights:
-            if variable.name in saved and tuple(saved[variable.name].shape) == tuple(variable.shape):
+            if variable.name in saved and tuple(saved[variable.name].shape) == tuple(
+                variable.shape
+            ):
                 variable.assign(keras.ops.cast(saved[variable.name], variable.dtype))
-
