@@ -465,15 +465,32 @@ CORES = len(os.sched_getaffinity(0))  # what nproc counts
     ("args", "threads"),
     [(["WORKERS=2", "THREADS=3"], 3), ([f"WORKERS={CORES}"], 1), (["WORKERS=1"], CORES)],
 )
-def test_make_workers_shares_the_cores_among_the_workers(args: list[str], threads: int) -> None:
+def test_make_workers_shares_the_cores_and_deals_out_the_gpus(
+    tmp_path: Path, args: list[str], threads: int
+) -> None:
     """One TensorFlow thread pool per core, not every worker's pools on every core (make
-    bench-overhead: two one-thread workers did 1.34-1.67x the trials of one two-thread worker)."""
-    dry = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "workers", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+    bench-overhead: two one-thread workers did 1.34-1.67x the trials of one two-thread worker),
+    and the GPUs dealt round-robin. The real Makefile runs, with a ``tune`` that prints what it
+    was given in place of a study."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in (
+        ("python", f'exec {sys.executable} "$@"'),
+        ("tune", 'echo "threads=$TF_NUM_INTRAOP_THREADS/$TF_NUM_INTEROP_THREADS'
+                 ' gpu=$CUDA_VISIBLE_DEVICES growth=$TF_FORCE_GPU_ALLOW_GROWTH $*"'),
+    ):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    subprocess.run(
+        ["make", "-f", str(ROOT / "Makefile"), "-o", ".venv/.installed", "workers",
+         f"BIN={bin_dir}", "SEED=4", *args],
+        cwd=tmp_path, capture_output=True, text=True, check=True, timeout=120,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "5,7"},
     )
-    assert f"threads={threads};" in dry.stdout
-    assert "TF_NUM_INTRAOP_THREADS=$threads TF_NUM_INTEROP_THREADS=$threads" in dry.stdout
+    logs = sorted((tmp_path / "mlruns").glob("worker-*.log"))
+    said = [log.read_text().splitlines()[-1] for log in logs]
+    workers = int(next(arg for arg in args if arg.startswith("WORKERS=")).split("=")[1])
+    assert len(said) == workers
+    for index, line in enumerate(said):
+        assert line.startswith(f"threads={threads}/{threads} gpu={'57'[index % 2]} growth=true ")
+        assert line.endswith(f"--seed {4 + index}")
