@@ -112,9 +112,6 @@ def is_noise(line: str) -> bool:
     return any(pattern.fullmatch(parsed.message) for pattern in HARMLESS_ERRORS)
 
 
-# The name the filter's first tests import.
-
-
 def copy_without_noise(source: BinaryIO, sink: BinaryIO) -> None:
     """Line by line, flushed at once, so real warnings and errors show when they happen."""
     for line in source:
