@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+from rich.console import Console
 
 from tune.engine.config import SPACE_FORMATS
 from tune.errors import Interrupted, TuneError
@@ -48,6 +49,11 @@ TrackingUri = Annotated[
         help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db]"
     ),
 ]
+SpaceFile = Annotated[Path, typer.Argument(help="search-space YAML file")]
+DataSource = Annotated[
+    str | None, typer.Option(help="cifar10, synthetic, or a path (image folder, .tar.gz, .npz)")
+]
+StudyName = Annotated[str | None, typer.Option(help="study name [default: from the file]")]
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -60,6 +66,25 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def interrupted(stop: KeyboardInterrupt, kept: str) -> typer.Exit:
+    """Ctrl-C, TERM or HUP: what was kept, how to carry on, and the exit status a shell expects
+    of a process that signal ended."""
+    signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
+    typer.echo(
+        f"interrupted by {signal.Signals(signum).name}: {kept}; run the same command again to "
+        "resume",
+        err=True,
+    )
+    return typer.Exit(128 + signum)
+
+
+def terminal() -> Console | None:
+    """Where the live progress bars go: stdout when it is a terminal; None elsewhere (CI, files),
+    where plain lines go through ``typer.echo``."""
+    console = Console()
+    return console if console.is_terminal else None
 
 
 def quiet_libraries(tensorflow_logs: bool = False) -> None:
@@ -81,17 +106,15 @@ def quiet_libraries(tensorflow_logs: bool = False) -> None:
 @app.command()
 @user_errors
 def run(
-    space: Annotated[Path, typer.Argument(help="search-space YAML file")],
+    space: SpaceFile,
     trials: Annotated[int | None, typer.Option(help="trials to run in this process")] = None,
     timeout: Annotated[
         float | None, typer.Option(help="stop starting trials after SECONDS")
     ] = None,
-    data: Annotated[
-        str | None, typer.Option(help="cifar10, synthetic, or a path (image folder, .tar.gz, .npz)")
-    ] = None,
+    data: DataSource = None,
     storage: Storage = None,
     tracking_uri: TrackingUri = None,
-    study: Annotated[str | None, typer.Option(help="study name [default: from the file]")] = None,
+    study: StudyName = None,
     seed: Annotated[
         int | None, typer.Option(help="sampler seed; give each parallel worker its own")
     ] = None,
@@ -117,7 +140,6 @@ def run(
     """Run (or resume) the study a search-space file describes."""
     answer_ctrl_c()
     import optuna
-    from rich.console import Console
 
     from tune.commands.progress import Verbosity
     from tune.commands.run import RunOverrides, run_study
@@ -128,7 +150,7 @@ def run(
     verbosity = Verbosity.QUIET if quiet else Verbosity.VERBOSE if verbose else Verbosity.NORMAL
     quiet_libraries(tensorflow_logs=verbose)
     overrides = RunOverrides(trials=trials, timeout=timeout, data=data, study=study, seed=seed)
-    console = Console()
+    console = terminal()
 
     def run_one(path: Path, run_overrides: RunOverrides) -> optuna.Study:
         return run_study(
@@ -138,7 +160,7 @@ def run(
             tracking_uri=tracking_uri,
             echo=typer.echo,
             verbosity=verbosity,
-            console=console if console.is_terminal else None,
+            console=console,
         )
 
     try:
@@ -147,13 +169,9 @@ def run(
             return
         result = run_one(space, overrides)
     except KeyboardInterrupt as stop:
-        signum = stop.signum if isinstance(stop, Interrupted) else signal.SIGINT
-        typer.echo(
-            f"interrupted by {signal.Signals(signum).name}: the running trial is marked failed and "
-            "every finished one is kept; run the same command again to resume",
-            err=True,
-        )
-        raise typer.Exit(128 + signum) from None
+        raise interrupted(
+            stop, "the running trial is marked failed and every finished one is kept"
+        ) from None
     typer.echo(
         f"done: {len(result.trials)} trials in study {result.study_name!r}; see them with `make ui`"
     )
@@ -225,6 +243,7 @@ def train(
         full=full,
         tracking_uri=tracking_uri,
         echo=typer.echo,
+        console=terminal(),
     )
 
 
@@ -247,15 +266,64 @@ def compare(
     noise_filter = filter_stderr()  # noqa: F841 (lives as long as the command); TensorFlow loads in this process
     from tune.commands.compare import compare_study
 
-    compare_study(
-        study_or_space,
-        storage=storage,
-        tracking_uri=tracking_uri,
-        seeds=seeds,
-        epochs=epochs,
-        data=data,
-        echo=typer.echo,
-    )
+    try:
+        compare_study(
+            study_or_space,
+            storage=storage,
+            tracking_uri=tracking_uri,
+            seeds=seeds,
+            epochs=epochs,
+            data=data,
+            echo=typer.echo,
+            console=terminal(),
+        )
+    except KeyboardInterrupt as stop:
+        raise interrupted(stop, "every finished retrain is kept, the running one is not") from None
+
+
+@app.command()
+@user_errors
+def prove(
+    space: SpaceFile,
+    seeds: Annotated[int, typer.Option(min=1, help="retrain each config with seeds 0..N-1")] = 3,
+    trials: Annotated[
+        int | None, typer.Option(help="the study's trials in all, this run and earlier ones")
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="the study's seconds in all: no new trial starts once they are spent"),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="maximum epochs, tuning and retrains [default: the file's]")
+    ] = None,
+    data: DataSource = None,
+    storage: Storage = None,
+    tracking_uri: TrackingUri = None,
+    study: StudyName = None,
+) -> None:
+    """Tune within the study's budget, then retrain and test the reference and the best config
+    SEEDS times each: one table. Run it again to carry on where it stopped."""
+    answer_ctrl_c()
+    quiet_libraries()
+    noise_filter = filter_stderr()  # noqa: F841 (lives as long as the command); TensorFlow loads in this process
+    from tune.commands.prove import prove_space
+    from tune.commands.run import RunOverrides
+
+    overrides = RunOverrides(trials=trials, timeout=timeout, data=data, study=study, epochs=epochs)
+    try:
+        prove_space(
+            space,
+            overrides,
+            seeds=seeds,
+            storage=storage,
+            tracking_uri=tracking_uri,
+            echo=typer.echo,
+            console=terminal(),
+        )
+    except KeyboardInterrupt as stop:
+        raise interrupted(
+            stop, "every finished trial and retrain is kept, the running one is not"
+        ) from None
 
 
 @app.command()

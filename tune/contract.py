@@ -65,6 +65,10 @@ HONEST_CURVES: tuple[str, ...] = (
 # The final evaluation, once, on the test set that tuning never sees: penalty-free, like the
 # objective.
 TEST_LOSS, TEST_ACCURACY = "test_loss", "test_accuracy"
+# What else a retrain logs about the model it tested: how many epochs trained it (with ``--full``,
+# the second run's), and the seconds its training and test took, so a finished retrain found
+# again by an interrupted command's rerun tells its whole story without training again.
+TESTED_EPOCHS, RETRAIN_SECONDS = "tested_epochs", "retrain_seconds"
 # Per-epoch gaps between the honest curves (validation minus clean train for the loss, clean train
 # minus validation for the accuracy: both grow as a model overfits).
 GAP_LOSS, GAP_ACCURACY = "gap_loss", "gap_accuracy"

@@ -24,6 +24,10 @@ class StudyError(TuneError):
     """A study or its storage cannot be opened, or holds nothing to use."""
 
 
+class StudyNotFound(StudyError):
+    """The storage answers but holds no study of that name (yet)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """A stop signal that ``tune run`` handles itself (Ctrl-C, TERM, HUP), raised the way Ctrl-C
     raises KeyboardInterrupt, so that every cleanup Ctrl-C runs (the trial failed as interrupted,

@@ -112,11 +112,11 @@ def test_the_run_is_traced_to_its_trial_with_curves_and_a_diagnosis(trained: dic
         assert run.data.tags[REGIME_TAG] == retrain.diagnosis.regime
         assert (
             len(client.get_metric_history(retrain.run_id, DEFAULT_OBJECTIVE.metric))
-            == retrain.tested.training.epochs_run
+            == retrain.tested_epochs
             == 2
         )
         assert run.data.params["l2_dense"] == "0.001" and run.data.params["data.source"] == SOURCE
-    accuracies = [r.tested.test_accuracy for r in trained["retrains"]]
+    accuracies = [r.test_accuracy for r in trained["retrains"]]
     mean, spread = np.mean(accuracies), np.std(accuracies, ddof=1)
     assert trained["lines"][-1] == f"test accuracy {mean:.4f} ± {spread:.4f} (std over 2 seeds)"
 
@@ -247,7 +247,7 @@ def test_full_retrains_on_training_plus_validation_for_the_epochs_the_validation
     run = client.get_run(retrain.run_id)
     chosen = int(run.data.metrics["best_epoch"])
     assert run.data.params["full"] == "True" and 1 <= chosen <= 3
-    assert retrain.tested.training.epochs_run == run.data.metrics["tested_epochs"] == chosen
+    assert retrain.tested_epochs == run.data.metrics["tested_epochs"] == chosen
     assert len(client.get_metric_history(retrain.run_id, DEFAULT_OBJECTIVE.metric)) == 3, (
         "the validation run's curves"
     )

@@ -5,11 +5,17 @@ on the same data and seeds, side by side: the headline a user shows their team."
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import cast
 
+from rich.console import Console
+
 from tune.commands.export import exported_configs, study_name_of
+from tune.commands.progress import RetrainProgress
 from tune.commands.run import Echo
-from tune.commands.train import Plan, Retrain, checked_model, held_out, retrain_seeds
+from tune.commands.train import HeldOut, Plan, Retrain, checked_model, held_out, retrain_seeds
 from tune.contract import SEED_CNN, TEST_ACCURACY, TEST_LOSS, Scalar
 from tune.engine.config import BASELINE, DEFAULTS, FROM_MODEL, Origin, SearchSpace
 from tune.engine.diagnosis import FINAL_GAP_LOSS
@@ -17,6 +23,7 @@ from tune.engine.study import load_existing_study
 from tune.paths import report_dir
 from tune.report.comparison import ArmSummary, comparison_figure, comparison_markdown
 from tune.report.curves import learning_curve_figure, save_figure
+from tune.tracking.resume import comparison_run
 from tune.tracking.tracker import Tracker
 
 BASELINE_LABEL, AS_GIVEN_LABEL, BEST_LABEL = "seed 000 baseline", "model as given", "best config"
@@ -48,6 +55,70 @@ def reference(best: SearchSpace) -> tuple[str, SearchSpace]:
     )
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Both configs ready to retrain on the same held-out data and seeds, the reference first,
+    each retrain nested under one comparison run."""
+
+    study: str
+    seeds: int
+    held: HeldOut
+    plans: dict[str, Plan]
+    tracker: Tracker
+    run_id: str
+
+    def arm(self, label: str, progress: RetrainProgress) -> ArmSummary:
+        """One config's seeds, trained, or found finished by an earlier run of the comparison."""
+        retrains = retrain_seeds(self.plans[label], self.held, self.seeds, self.tracker, progress)
+        return _summary(label, retrains)
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """What a comparison is asked for: the stores, how many seeds, and the epochs and data source
+    that take precedence over the best config's."""
+
+    storage: str | None
+    tracking_uri: str | None
+    seeds: int
+    epochs: int | None = None
+    data: str | None = None
+
+
+@contextmanager
+def open_comparison(
+    target: str, options: CompareOptions, progress: RetrainProgress
+) -> Iterator[Comparison]:
+    """The comparison of the study's best config with the reference, in its MLflow run: the run
+    an interrupted comparison with the same settings (seeds, epochs, data, best trial) left, so
+    its finished retrains are kept, or a new one. The run ends FINISHED with the block, KILLED
+    when it is interrupted, FAILED when it raises."""
+    name, seeds = study_name_of(target), options.seeds
+    (best,) = exported_configs(load_existing_study(name, options.storage), 1)
+    best = best.with_overrides(data={"source": options.data}, training={"epochs": options.epochs})
+    held = held_out(best, progress.line)
+    best, _ = checked_model(best, held.splits, f"study {name!r}", f"study {name!r} began")
+    label, baseline = reference(best)
+    tracker = Tracker(name, options.tracking_uri, draw_curves=learning_curve_figure)
+    settings = {
+        "seeds": seeds,
+        "epochs": best.training.epochs,
+        "data.source": best.data.source,
+        "best_trial": cast(Origin, best.origin).trial,  # an export has one
+    }
+    run_id = comparison_run(tracker, tracker.latest_parent(), settings)
+    plans = {
+        label: Plan(baseline, f"{name}-baseline", run_id, resume=True),
+        BEST_LABEL: Plan(best, name, run_id, resume=True),
+    }
+    try:
+        yield Comparison(name, seeds, held, plans, tracker, run_id)
+    except BaseException as stop:
+        tracker.finish_run(run_id, "KILLED" if isinstance(stop, KeyboardInterrupt) else "FAILED")
+        raise
+    tracker.finish_run(run_id)
+
+
 def compare_study(
     target: str,
     *,
@@ -57,46 +128,37 @@ def compare_study(
     epochs: int | None,
     data: str | None,
     echo: Echo = print,
+    console: Console | None = None,
 ) -> list[ArmSummary]:
-    name = study_name_of(target)
-    (best,) = exported_configs(load_existing_study(name, storage), 1)
-    best = best.with_overrides(data={"source": data}, training={"epochs": epochs})
-    held = held_out(best, echo)
-    best, _ = checked_model(best, held.splits, f"study {name!r}", f"study {name!r} began")
-    label, baseline = reference(best)
-    tracker = Tracker(name, tracking_uri, draw_curves=learning_curve_figure)
-    settings = {"seeds": seeds, "epochs": best.training.epochs, "data.source": best.data.source}
-    run_id = tracker.start_comparison(tracker.latest_parent(), settings)
-    plans = {
-        label: Plan(baseline, f"{name}-baseline", run_id),
-        BEST_LABEL: Plan(best, name, run_id),
-    }
-    arms = [
-        _summary(label, retrain_seeds(plan, held, seeds, tracker, echo))
-        for label, plan in plans.items()
-    ]
-    table = comparison_markdown(arms)
-    echo(table)
-    _publish(
-        tracker, run_id, arms, table, f"{name}: test accuracy over {seeds} seed{'s' * (seeds > 1)}"
-    )
+    """Lines go to ``echo``, or above a live bar over each config's seeds on ``console``, a
+    terminal. Run again after an interrupt, it trains only the seeds that had not finished."""
+    progress = RetrainProgress(echo, console)
+    options = CompareOptions(storage, tracking_uri, seeds, epochs, data)
+    with open_comparison(target, options, progress) as comparison:
+        arms = [comparison.arm(label, progress) for label in comparison.plans]
+        publish_comparison(comparison, arms, progress)
     return arms
 
 
 def _summary(label: str, retrains: list[Retrain]) -> ArmSummary:
     return ArmSummary(
         label=label,
-        test_accuracies=[retrain.tested.test_accuracy for retrain in retrains],
-        test_losses=[retrain.tested.test_loss for retrain in retrains],
+        test_accuracies=[retrain.test_accuracy for retrain in retrains],
+        test_losses=[retrain.test_loss for retrain in retrains],
         gaps=[retrain.diagnosis.numbers[FINAL_GAP_LOSS] for retrain in retrains],
         regimes=[retrain.diagnosis.regime for retrain in retrains],
         seconds=[retrain.seconds for retrain in retrains],
     )
 
 
-def _publish(tracker: Tracker, run_id: str, arms: list[ArmSummary], table: str, title: str) -> None:
-    """The comparison run holds both arms' means as metrics, the table and the plot; the plot is
-    also kept beside the study report."""
+def publish_comparison(
+    comparison: Comparison, arms: list[ArmSummary], progress: RetrainProgress
+) -> None:
+    """Prints the table. The comparison run holds both arms' means as metrics, the table and the
+    plot; the plot is also kept beside the study report."""
+    table = comparison_markdown(arms)
+    progress.line(table)
+    tracker, run_id = comparison.tracker, comparison.run_id
     for arm, key in zip(arms, ("baseline", "best")):
         tracker.log_metrics(
             run_id,
@@ -106,8 +168,7 @@ def _publish(tracker: Tracker, run_id: str, arms: list[ArmSummary], table: str, 
             },
         )
     tracker.log_text(run_id, table, "comparison.md")
-    path = save_figure(
-        comparison_figure(arms, title), report_dir(tracker.study_name) / "comparison.png"
-    )
-    tracker.log_file(run_id, path)
-    tracker.finish_run(run_id)
+    seeds = comparison.seeds
+    title = f"{comparison.study}: test accuracy over {seeds} seed{'s' * (seeds > 1)}"
+    figure = comparison_figure(arms, title)
+    tracker.log_file(run_id, save_figure(figure, report_dir(comparison.study) / "comparison.png"))

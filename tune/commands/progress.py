@@ -1,11 +1,12 @@
-"""What ``tune run`` shows while it works.
+"""What ``tune run``, ``tune train`` and ``tune compare`` show while they work.
 
 On a terminal: a live bar over this run's trials with the elapsed time, the study's best value and
 how many trials completed, were pruned or failed, and under it the running trial's epochs and its
-objective so far; each finished trial's line prints above the bar. Anywhere else (CI, ``make
-workers`` writing into files) the output stays plain lines, one per finished trial, with no
-control characters, so logs read and parse as before. ``--quiet`` keeps only the final summary;
-``--verbose`` adds a line per epoch of every trial.
+objective so far; each finished trial's line prints above the bar. A retrain shows the same bar
+over a config's seeds, with the running seed's epochs under it. Anywhere else (CI, ``make
+workers`` writing into files) the output stays plain lines, one per finished trial or seed, with
+no control characters, so logs read and parse as before. ``--quiet`` keeps only the final
+summary; ``--verbose`` adds a line per epoch of every trial.
 """
 
 from __future__ import annotations
@@ -72,14 +73,15 @@ def epoch_line(number: int, epoch: int, epochs: int, metric: str, value: float) 
 
 @dataclass(frozen=True)
 class _Bar:
-    """The live display: a row over the run's trials and a row over the running trial's epochs."""
+    """The live display: a row over the run's trials (or a config's seeds) and a row over the
+    running trial's (or seed's) epochs."""
 
     progress: Progress
-    trials: TaskID
+    outer: TaskID
     epochs: TaskID
 
     @classmethod
-    def start(cls, console: Console, trials: int, status: str) -> _Bar:
+    def start(cls, console: Console, label: str, total: int, status: str) -> _Bar:
         progress = Progress(
             TextColumn("{task.description:<9}"),
             BarColumn(bar_width=24),
@@ -90,38 +92,44 @@ class _Bar:
         )
         bar = cls(
             progress,
-            progress.add_task("trials", total=trials, status=status),
+            progress.add_task(label, total=total, status=status),
             progress.add_task("", total=None, status="", visible=False),
         )
         progress.start()
         return bar
 
+    def follow(self, description: str) -> None:
+        """The epoch row, from nothing, for the trial or seed that starts now."""
+        self.progress.reset(
+            self.epochs, total=None, description=description, status="", visible=True
+        )
+        self.progress.refresh()
+
+    def epoch(self, epoch: int, epochs: int, status: str) -> None:
+        self.progress.update(self.epochs, total=epochs, completed=epoch, status=status)
+        self.progress.refresh()  # at once, not at the next tick: a line printed now shows it
+
+    def advance(self, status: str | None = None) -> None:
+        """One more trial or seed done; the outer row's status changes only when given."""
+        if status is None:
+            self.progress.advance(self.outer)
+        else:
+            self.progress.update(self.outer, advance=1, status=status)
+        self.progress.refresh()
+
     def stop(self) -> None:
-        """The trials row stays on the screen as the run's last word; the epoch row goes."""
+        """The outer row stays on the screen as the run's last word; the epoch row goes."""
         self.progress.remove_task(self.epochs)
         self.progress.stop()
 
 
-class RunProgress:
-    """The run's output: plain lines through ``echo``, or, given a terminal ``console``, lines
-    printed above a live bar."""
+class _Lines:
+    """Plain lines through ``echo``, or, given a terminal ``console``, lines printed above a live
+    bar while one runs: what ``tune run``, ``tune train`` and ``tune compare`` share."""
 
-    def __init__(
-        self,
-        echo: Echo = print,
-        verbosity: Verbosity = Verbosity.NORMAL,
-        console: Console | None = None,
-    ) -> None:
-        self.echo, self.verbosity, self.console = echo, verbosity, console
-        self.counts: Counter[TrialState] = Counter()
-        self.metric = ""
-        self.trial = -1
+    def __init__(self, echo: Echo = print, console: Console | None = None) -> None:
+        self.echo, self.console = echo, console
         self._bar: _Bar | None = None
-
-    def line(self, text: str) -> None:
-        """What the run tells as it goes; ``--quiet`` drops it."""
-        if self.verbosity is not Verbosity.QUIET:
-            self.summary(text)
 
     def summary(self, text: str) -> None:
         """What every run prints, ``--quiet`` or not."""
@@ -131,32 +139,68 @@ class RunProgress:
             self.echo(text)
 
     @contextmanager
-    def running(self, study: optuna.Study, trials: int) -> Iterator[None]:
-        """The trials run inside: with the live bar on a terminal, unless ``--quiet``."""
-        self.metric = study_objective(study).metric
-        if self.console is None or self.verbosity is Verbosity.QUIET:
+    def _live(self, label: str, total: int, status: str) -> Iterator[None]:
+        """The bar while the block runs, on a terminal only."""
+        if self.console is None:
             yield
             return
-        self._bar = _Bar.start(self.console, trials, self._status(study))
+        self._bar = _Bar.start(self.console, label, total, status)
         try:
             yield
         finally:
             self._bar.stop()
             self._bar = None
 
+    def _follow(self, description: str) -> None:
+        if self._bar is not None:
+            self._bar.follow(description)
+
+    def _epoch(self, epoch: int, epochs: int, metric: str, value: float) -> None:
+        if self._bar is not None:
+            self._bar.epoch(epoch, epochs, f"{metric}={value:.4f}")
+
+    def _advance(self, status: str | None = None) -> None:
+        if self._bar is not None:
+            self._bar.advance(status)
+
+
+class RunProgress(_Lines):
+    """The run's output: plain lines through ``echo``, or, given a terminal ``console``, lines
+    printed above a live bar."""
+
+    def __init__(
+        self,
+        echo: Echo = print,
+        verbosity: Verbosity = Verbosity.NORMAL,
+        console: Console | None = None,
+    ) -> None:
+        super().__init__(echo, console)
+        self.verbosity = verbosity
+        self.counts: Counter[TrialState] = Counter()
+        self.metric = ""
+        self.trial = -1
+
+    def line(self, text: str) -> None:
+        """What the run tells as it goes; ``--quiet`` drops it."""
+        if self.verbosity is not Verbosity.QUIET:
+            self.summary(text)
+
+    @contextmanager
+    def running(self, study: optuna.Study, trials: int) -> Iterator[None]:
+        """The trials run inside: with the live bar on a terminal, unless ``--quiet``."""
+        self.metric = study_objective(study).metric
+        if self.verbosity is Verbosity.QUIET:
+            yield
+            return
+        with self._live("trials", trials, self._status(study)):
+            yield
+
     def watch(self, objective: TrialFunction) -> TrialFunction:
         """The objective, noting which trial runs, for the epoch lines."""
 
         def watched(trial: optuna.Trial) -> float:
             self.trial = trial.number
-            if self._bar is not None:
-                self._bar.progress.reset(
-                    self._bar.epochs,
-                    total=None,
-                    description=f"trial {trial.number}",
-                    status="",
-                    visible=True,
-                )
+            self._follow(f"trial {trial.number}")
             return objective(trial)
 
         return watched
@@ -176,19 +220,41 @@ class RunProgress:
         return train
 
     def epoch(self, epoch: int, epochs: int, value: float) -> None:
-        if self._bar is not None:
-            self._bar.progress.update(
-                self._bar.epochs, total=epochs, completed=epoch, status=f"{self.metric}={value:.4f}"
-            )
+        self._epoch(epoch, epochs, self.metric, value)
         if self.verbosity is Verbosity.VERBOSE:
             self.line(epoch_line(self.trial, epoch, epochs, self.metric, value))
 
     def finished(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, text: str) -> None:
         """A trial ended: count it, update the best, print its line."""
         self.counts[trial.state] += 1
-        if self._bar is not None:
-            self._bar.progress.update(self._bar.trials, advance=1, status=self._status(study))
+        self._advance(self._status(study))
         self.line(text)
 
     def _status(self, study: optuna.Study) -> str:
         return f"{best_text(study, self.metric)} · {counts_text(self.counts)}"
+
+
+class RetrainProgress(_Lines):
+    """What ``tune train`` and ``tune compare`` (and ``tune prove``'s retrains) show: on a
+    terminal, a bar over one config's seeds and, under it, the running seed's epochs and its
+    objective so far; anywhere else the plain lines they always printed, and nothing per epoch."""
+
+    def line(self, text: str) -> None:
+        self.summary(text)
+
+    @contextmanager
+    def seeds(self, config: str, seeds: int) -> Iterator[None]:
+        with self._live("seeds", seeds, config):
+            yield
+
+    def seed(self, seed: int) -> None:
+        """A seed starts training."""
+        self._follow(f"seed {seed}")
+
+    def epoch(self, epoch: int, epochs: int, metric: str, value: float) -> None:
+        self._epoch(epoch, epochs, metric, value)
+
+    def seed_done(self, text: str) -> None:
+        """A seed trained or was found finished: count it and print its line."""
+        self._advance()
+        self.line(text)

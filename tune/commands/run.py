@@ -20,6 +20,7 @@ from tune.contract import Describer, ModelFacts, Splits, Trainer, TrialAttr
 from tune.data.sources import load_dataset
 from tune.data.splits import split_for_tuning
 from tune.engine import trial_record
+from tune.engine.budget import Budget
 from tune.engine.config import SearchSpace, dump_space, load_space
 from tune.engine.knobs import check_knobs, reference_values, rewrite_notes
 from tune.engine.model_source import layer_table, pin
@@ -57,6 +58,7 @@ class RunOverrides:
     study: str | None = None
     seed: int | None = None
     train_subset: int | None = None
+    epochs: int | None = None
 
 
 def resolve_space(path: Path, overrides: RunOverrides) -> SearchSpace:
@@ -64,6 +66,7 @@ def resolve_space(path: Path, overrides: RunOverrides) -> SearchSpace:
     space = load_space(path).with_overrides(
         study={"trials": overrides.trials, "timeout": overrides.timeout, "name": overrides.study},
         data={"source": overrides.data, "train_subset": overrides.train_subset},
+        training={"epochs": overrides.epochs},
     )
     if overrides.seed is not None:
         space = space.with_overrides(
@@ -96,7 +99,7 @@ def _trial_line(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
 
 
 @contextmanager
-def _signals_interrupt() -> Iterator[None]:
+def signals_interrupt() -> Iterator[None]:
     """TERM and HUP (a closed terminal, a scheduler's stop) end the run the way Ctrl-C does, and
     none of them lands inside a store write (``tune.runtime.processes.interrupts_held``)."""
     try:
@@ -188,10 +191,13 @@ def run_study(
     verbosity: Verbosity = Verbosity.NORMAL,
     console: Console | None = None,
     describer: Describer = describe_isolated,
+    budget: Budget | None = None,
 ) -> optuna.Study:
     """Validate, load data, open the study and its parent run, run the trials, report. Lines go to
     ``echo``, or above a live progress bar on ``console``, a terminal. With no ``trainer``, trials
-    train in the isolated trial process, whose fork server starts before the data loads."""
+    train in the isolated trial process, whose fork server starts before the data loads. Without
+    a ``budget`` the run adds the space's ``study.trials`` (within ``study.timeout``) to the study,
+    as ``tune run`` does; with one, only what is left of it (``tune prove``)."""
     progress = RunProgress(echo, verbosity, console)
     space = resolve_space(path, overrides)
     name = space.study_name(path)
@@ -213,17 +219,22 @@ def run_study(
     ctx = TrialContext(space, splits, name, parent, space.study.sampler.seed or 0)
     objective = progress.watch(make_objective(ctx, tracker, progress.watch_epochs(trainer)))
     status, finished = "FAILED", []
+    trials, timeout = (
+        (budget.trials_left, budget.seconds_left)
+        if budget
+        else (space.study.trials, space.study.timeout)
+    )
 
     def on_finished(s: optuna.Study, t: optuna.trial.FrozenTrial) -> None:
         finished.append(t)
         progress.finished(s, t, _trial_line(s, t))
 
     try:
-        with _signals_interrupt(), progress.running(study, space.study.trials):
+        with signals_interrupt(), progress.running(study, trials):
             study.optimize(
                 objective,
-                n_trials=space.study.trials,
-                timeout=space.study.timeout,
+                n_trials=trials,
+                timeout=timeout,
                 catch=(Exception,),
                 callbacks=[on_finished],
             )

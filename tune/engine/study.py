@@ -24,7 +24,7 @@ from tune.engine.config import (
     SearchSpec,
     validate_space,
 )
-from tune.errors import StudyError
+from tune.errors import StudyError, StudyNotFound
 from tune.runtime.locks import queue_lock
 from tune.runtime.storage import default_storage_url, journal_path, open_storage, redact
 
@@ -211,15 +211,26 @@ def load_existing_study(name: str, url: str | None) -> optuna.Study:
     url = url or default_storage_url()
     path = journal_path(url)
     if path is not None and not path.exists():
-        raise StudyError(
+        raise StudyNotFound(
             f"study {name!r} not found: no study has been run with storage {url!r} yet"
         )
     storage = open_storage(url)
     names = [s.study_name for s in storage.get_all_studies()]
     if name not in names:
         known = ", ".join(sorted(names)) or "none"
-        raise StudyError(f"study {name!r} not found in {redact(url)}; studies there: {known}")
+        raise StudyNotFound(
+            f"study {name!r} not found in {redact(url)}; studies there: {known}"
+        )
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def find_study(name: str, url: str | None) -> optuna.Study | None:
+    """The study if it exists, else None, creating nothing (not even an empty journal file): what
+    a command that may be the study's first asks before it decides what to run."""
+    try:
+        return load_existing_study(name, url)
+    except StudyNotFound:  # an unreachable storage still fails: that is the user's to fix
+        return None
 
 
 def stored_space(study: optuna.Study) -> SearchSpace:

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from tune.contract import TEST_ACCURACY
+from tune.report.formatting import markdown_table
 
 
 @dataclass(frozen=True)
@@ -26,10 +27,16 @@ class ArmSummary:
     seconds: list[float]
 
 
+def spread(values: Sequence[float]) -> float | None:
+    """The sample standard deviation over seeds (n - 1 in the denominator: the seeds are a sample
+    of the seeds one could train); None for one seed, which has none."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
 def mean_and_spread(values: Sequence[float], digits: int = 4) -> str:
     """``mean ± standard deviation`` over seeds, or the mean alone for one seed."""
-    mean = f"{statistics.mean(values):.{digits}f}"
-    return f"{mean} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else mean
+    mean, std = f"{statistics.mean(values):.{digits}f}", spread(values)
+    return mean if std is None else f"{mean} ± {std:.{digits}f}"
 
 
 def _row(arm: ArmSummary) -> list[str]:
@@ -48,8 +55,7 @@ _HEADER = ["config", "test accuracy", "test loss", "gap (nats)", "diagnosis", "w
 def comparison_markdown(arms: Sequence[ArmSummary]) -> str:
     """Mean ± standard deviation over seeds; the gap is the retrain's validation minus clean
     training loss at its end, so an over- or under-regularized winner shows."""
-    lines = [_HEADER, ["---"] * len(_HEADER), *(_row(arm) for arm in arms)]
-    return "\n".join(f"| {' | '.join(cells)} |" for cells in lines) + "\n"
+    return "\n".join(markdown_table([_HEADER, *(_row(arm) for arm in arms)])) + "\n"
 
 
 def comparison_figure(arms: Sequence[ArmSummary], title: str) -> Figure:
@@ -58,10 +64,7 @@ def comparison_figure(arms: Sequence[ArmSummary], title: str) -> Figure:
     axes = fig.subplots()
     positions = np.arange(len(arms))
     means = [statistics.mean(arm.test_accuracies) for arm in arms]
-    spreads = [
-        statistics.stdev(arm.test_accuracies) if len(arm.test_accuracies) > 1 else 0.0
-        for arm in arms
-    ]
+    spreads = [spread(arm.test_accuracies) or 0.0 for arm in arms]
     axes.bar(
         positions,
         means,
@@ -70,7 +73,7 @@ def comparison_figure(arms: Sequence[ArmSummary], title: str) -> Figure:
         color=["#999999", "#2ca02c"][: len(arms)],
         alpha=0.8,
     )
-    for position, arm, mean, spread in zip(positions, arms, means, spreads):
+    for position, arm, mean, error in zip(positions, arms, means, spreads):
         axes.scatter(
             [position] * len(arm.test_accuracies),
             arm.test_accuracies,
@@ -80,7 +83,7 @@ def comparison_figure(arms: Sequence[ArmSummary], title: str) -> Figure:
         )
         axes.annotate(
             f"{mean:.3f}",
-            (position, mean + spread),
+            (position, mean + error),
             textcoords="offset points",
             xytext=(0, 8),
             ha="center",

@@ -3,6 +3,8 @@ HTML page, the figures and the effect bins show the same trial the same way."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
 from tune.contract import Scalar
@@ -26,3 +28,9 @@ def is_log(distribution: BaseDistribution | None) -> bool:
 def is_numeric(distribution: BaseDistribution) -> bool:
     """Numeric values get value ranges and positions; categorical ones get their choices."""
     return not isinstance(distribution, CategoricalDistribution)
+
+
+def markdown_table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """A header row, its rule and the body, one Markdown line each."""
+    header, *body = rows
+    return [f"| {' | '.join(cells)} |" for cells in (header, ["---"] * len(header), *body)]

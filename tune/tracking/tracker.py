@@ -130,6 +130,12 @@ def _flatten(values: Mapping[str, object], prefix: str = "") -> dict[str, object
     return flat
 
 
+def param_texts(params: Mapping[str, object]) -> dict[str, str]:
+    """Params as MLflow keeps them: flattened (``study.sampler.seed``) and as text, cut to what a
+    param may hold; what a run found again is compared with."""
+    return {key: str(value)[:_MAX_PARAM_LENGTH] for key, value in _flatten(params).items()}
+
+
 @contextmanager
 def _first_use_lock(tracking_uri: str) -> Iterator[None]:
     """MLflow creates a SQLite database's tables on first use; two workers starting together would
@@ -226,7 +232,7 @@ class Tracker:
         return self._start(_trial_run_name(study_name, number), parent_id, params, tags)
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
-        items = [Param(k, str(v)[:_MAX_PARAM_LENGTH]) for k, v in _flatten(params).items()]
+        items = [Param(key, text) for key, text in param_texts(params).items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(run_id, params=items[start : start + 100])
 
