@@ -26,6 +26,9 @@ EPOCHS ?=
 FULL ?=
 PYTEST_ARGS ?=
 BUDGET ?= 1200
+# make bench-load: the worker counts, one arm each, and each worker's minutes (its --timeout).
+LOAD_WORKERS ?= 1,2,8
+LOAD_MINUTES ?= 3
 CIFAR_ARCHIVE := ../shared/data/cifar10-jpeg.tar.gz
 PEERS_DATA := $(if $(wildcard $(CIFAR_ARCHIVE)),$(CIFAR_ARCHIVE),cifar10)
 
@@ -33,12 +36,12 @@ common_opts = $(if $(STORAGE),--storage '$(STORAGE)') $(if $(TRACKING_URI),--tra
 run_opts = $(if $(TRIALS),--trials $(TRIALS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(DATA),--data '$(DATA)') \
 	$(if $(STUDY),--study '$(STUDY)') $(common_opts)
 
-.PHONY: help tune workers test test-fast lint bench bench-peers bench-variants bench-speed bench-rewrite bench-overhead bench-precision bench-gpu ui dashboard export report train compare venv
+.PHONY: help tune workers test test-fast lint bench bench-peers bench-variants bench-speed bench-rewrite bench-overhead bench-precision bench-gpu bench-load ui dashboard export report train compare prove venv
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS THREADS PORT DASHBOARD_PORT TOP_K FORMAT CONFIG SEEDS EPOCHS FULL BUDGET"
+	@echo "  variables: SPACE TRIALS TIMEOUT DATA STORAGE TRACKING_URI STUDY SEED WORKERS THREADS PORT DASHBOARD_PORT TOP_K FORMAT CONFIG SEEDS EPOCHS FULL BUDGET LOAD_WORKERS LOAD_MINUTES"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "tune needs Python 3.11+"'
@@ -96,6 +99,9 @@ bench-precision: $(STAMP) ## the same study in float32 and precision auto: accur
 bench-gpu: $(STAMP) ## on a GPU machine: a real trial uses the GPU, seed CNN images/s in float32 and auto at batch 64 and 256; mlruns/bench/gpu/
 	$(BIN)/python -m benchmarks.gpu
 
+bench-load: $(STAMP) ## load test: LOAD_WORKERS (1,2,8) tune run workers on one study, PostgreSQL on 127.0.0.1 and one MLflow server, LOAD_MINUTES (3) each: every trial stored and tracked once, clean logs, trials/min; mlruns/bench/load/
+	$(BIN)/python -m benchmarks.load --workers '$(LOAD_WORKERS)' --minutes $(LOAD_MINUTES)
+
 train: $(STAMP) ## retrain CONFIG (an export) on the whole training set, test once, register [SEEDS= EPOCHS= DATA= FULL=1]
 	$(BIN)/tune train '$(or $(CONFIG),mlruns/exports/$(notdir $(basename $(SPACE)))-best.yaml)' $(if $(SEEDS),--seeds $(SEEDS)) \
 	  $(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(FULL),--full) $(if $(DATA),--data '$(DATA)') $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
@@ -103,6 +109,9 @@ train: $(STAMP) ## retrain CONFIG (an export) on the whole training set, test on
 compare: $(STAMP) ## seed 000's model vs the best config of STUDY (or SPACE's study), both retrained and tested [SEEDS= EPOCHS= DATA=]
 	$(BIN)/tune compare '$(or $(STUDY),$(SPACE))' $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	  $(if $(DATA),--data '$(DATA)') $(common_opts)
+
+prove: $(STAMP) ## the study in SPACE within its budget, then seed 000's model vs its best config over SEEDS (3) seeds; rerun to resume [TRIALS= TIMEOUT= EPOCHS= DATA= STUDY=]
+	$(BIN)/tune prove '$(SPACE)' $(run_opts) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 ui: $(STAMP) ## the MLflow UI on 127.0.0.1 [PORT=]; prints each study's runs page
 	$(BIN)/tune ui $(if $(PORT),--port $(PORT)) $(if $(TRACKING_URI),--tracking-uri '$(TRACKING_URI)')
