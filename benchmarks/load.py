@@ -56,6 +56,7 @@ from tune.paths import STORE_ENV
 from tune.runtime.devices import THREAD_ENVS
 from tune.runtime.processes import LOOPBACK, stop_group
 from tune.runtime.storage import STORAGE_ENV, redact, with_driver
+from tune.tracking.server import server_environment, tracking_server_command
 from tune.tracking.tracker import PARENT_TAG, ROLE_TAG, TRACKING_URI_ENV, TRIAL_TAG, WORKER_TAG
 
 if TYPE_CHECKING:
@@ -76,10 +77,6 @@ WORKER_LOG_TROUBLE = re.compile(
 SERVER_LOG_TROUBLE = re.compile(
     r"deadlock|database is locked|OperationalError|Traceback", re.IGNORECASE
 )
-# MLflow 3's server also starts a job runner and eight huey consumers for its GenAI jobs, which tune
-# never uses: each imports MLflow on the benchmark's cores as the first arm starts, and they hold up
-# the server's stop past its grace. Off, the server is the tracking server alone.
-SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 SERVER_START_S = 180.0
 STOP_GRACE_S = 10.0
 FINISH_GRACE_S = 300.0  # how long a worker may run past its --timeout: its last trial, its report
@@ -318,13 +315,11 @@ def mlflow_server(backend_url: str, folder: Path, workers: int) -> Iterator[str]
     process group is stopped at the end."""
     port = _free_port()
     with (folder / SERVER_LOG).open("wb") as log:
+        command = tracking_server_command(
+            with_driver(backend_url), folder / "server-artifacts", port, workers
+        )
         server = subprocess.Popen(
-            [
-                sys.executable, "-m", "mlflow", "server", "--host", LOOPBACK, "--port", str(port),
-                "--workers", str(workers), "--backend-store-uri", with_driver(backend_url),
-                "--artifacts-destination", (folder / "server-artifacts").resolve().as_uri(),
-            ],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **SERVER_ENV},
+            command, stdout=log, stderr=subprocess.STDOUT, env=server_environment(),
             start_new_session=True,
         )
     url = f"http://{LOOPBACK}:{port}"

@@ -114,7 +114,7 @@ def test_the_overhead_study_times_every_trial_of_a_real_run(
 @pytest.mark.integration
 def test_workers_share_one_journal_and_their_epochs_are_counted(bench_space: Path) -> None:
     layout = overhead.measure_workers(
-        bench_space, data=None, epochs=1, seconds=30, workers=2, threads=1
+        bench_space, data=None, epochs=1, seconds=20, workers=2, threads=1
     )
     assert layout["epochs_finished"] >= 2 and layout["trials_per_hour"] == layout["epochs_per_hour"]
 

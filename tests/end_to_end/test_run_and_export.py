@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -10,16 +12,17 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.support.processes import tune_cli
+from tests.support.paths import ROOT
+from tests.support.processes import processes_in, tune_cli
 from tests.support.spaces import tiny_space, write_space
 from tune.engine.config import load_space
 from tune.runtime.storage import open_storage
 from tune.tracking.tracker import LEARNING_CURVE_FILE, PARENT_TAG, ROLE_TAG, STATE_TAG
+from tune.training.tf_logs import is_noise
 
 pytestmark = pytest.mark.integration
 
 STUDY = "e2e"
-NOISE_WORDS = ("absl::InitializeLog", "cudart_stub", "cuInit", "Could not find cuda drivers")
 TRIALS = 6
 EPOCHS = 3
 
@@ -46,9 +49,10 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One real study, shared by the assertions below (training is the slow part); its output
     is captured, not a terminal, as under ``make workers``."""
     root = tmp_path_factory.mktemp("e2e")
-    # TensorFlow's log level left to tune, as a user's shell leaves it
+    # TensorFlow's log level left to tune, as a user's shell leaves it, and oneDNN on whatever
+    # the CPU, so that its start-up line is there to be filtered
     env = {"TUNE_STORE_DIR": str(root / "mlruns"), "MLFLOW_TRACKING_URI": "",
-           "TF_CPP_MIN_LOG_LEVEL": ""}
+           "TF_CPP_MIN_LOG_LEVEL": "", "TF_ENABLE_ONEDNN_OPTS": "1"}
     space = write_space(root / "space.yaml", e2e_space())
     run = tune_cli("run", str(space), env=env)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -125,16 +129,34 @@ def test_mlflow_has_a_parent_run_and_a_child_per_trial(finished: dict) -> None:
 
 
 def test_a_real_trial_prints_no_tensorflow_noise(finished: dict) -> None:
-    """Real trials through the command line print TensorFlow's no-GPU chatter nowhere, and their
-    lines stay plain."""
+    """Real trials through the command line print TensorFlow's start-up chatter nowhere (the fork
+    server's trial processes inherit its filtered stderr), and their lines stay plain."""
     result = finished["run"]
     output = result.stdout + result.stderr
-    assert not [word for word in NOISE_WORDS if word in output], output[-3000:]
+    assert not [line for line in output.splitlines() if is_noise(line)], output[-3000:]
+    assert "oneDNN" not in output
     control = r"[\x00-\x08\x0b-\x1f\x7f]"
     assert not re.search(control, result.stdout), "no control characters in a log"
     line = rf"^trial   0  COMPLETE val_data_loss=\d\.\d{{4}}  epochs={EPOCHS} "
     assert re.search(line, result.stdout, re.MULTILINE)
     assert f"export the best trial: tune export {STUDY}\n" in result.stdout
+
+
+# MLflow's own format ("2026/12/07 19:57:57 INFO mlflow...") or tune's ("INFO alembic...")
+STORE_INFO = re.compile(r"^(?:\S+ \S+ )?INFO (?:mlflow|alembic)\.", re.MULTILINE)
+
+
+def test_tune_train_on_a_fresh_store_prints_no_tensorflow_or_mlflow_chatter(
+    finished: dict,
+) -> None:
+    """``tune train`` loads TensorFlow in its own process, and creates MLflow's database."""
+    fresh = {**finished["env"], "TUNE_STORE_DIR": str(finished["root"] / "fresh")}
+    train = tune_cli("train", str(finished["root"] / "best.yaml"), "--epochs", "1", env=fresh)
+    assert train.returncode == 0, train.stderr[-3000:]
+    output = train.stdout + train.stderr
+    assert not [line for line in output.splitlines() if is_noise(line)], output[-3000:]
+    assert "oneDNN" not in output and not STORE_INFO.findall(train.stderr), train.stderr[-3000:]
+    assert "test accuracy" in train.stdout
 
 
 def test_penalty_free_loss_is_what_is_optimized(finished: dict) -> None:
@@ -203,10 +225,17 @@ def test_bad_space_exits_2_and_creates_no_store(
     assert not stores.exists()
 
 
-def test_missing_data_exits_2_and_creates_no_store(stores: Path, tmp_path: Path) -> None:
+def test_missing_data_exits_2_creates_no_store_and_leaves_no_process(
+    stores: Path, tmp_path: Path
+) -> None:
+    """The fork server, started before the data loads so TensorFlow imports meanwhile, goes with
+    the command: it holds the command's stdout and stderr, which a pipe would otherwise wait on."""
     space = write_space(tmp_path / "space.yaml", tiny_space())
-    result = tune_cli("run", str(space), "--data", str(tmp_path / "nowhere"))
-    assert result.returncode == 2 and "nowhere" in result.stderr
+    command = [sys.executable, "-m", "tune", "run", str(space), "--data", str(tmp_path / "nowhere")]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=ROOT) as tune:
+        assert tune.wait(timeout=120) == 2
+        assert processes_in(stores) == []
+        assert "nowhere" in tune.communicate()[1]
     assert not stores.exists()
 
 

@@ -1,10 +1,10 @@
 """A user's own model through the command line: a tiny study for a saved file and for a builder,
-exported and retrained, the saved model read back; and every bad model input, each one line on
-stderr, exit 2 and no store written."""
+exported and retrained, the saved model read back, in child processes as a user runs them; and
+every bad model input, each one line on stderr, exit 2 and no store written, through the same
+command line in this process (its fork server, started once, serves them all)."""
 
 from __future__ import annotations
 
-import subprocess
 import textwrap
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,9 +16,11 @@ import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
-from tests.support.processes import cores_per_worker, store_env, tune_cli
+from tests.support.processes import cores_per_worker, tune_cli
 from tests.support.spaces import tiny_space, write_space
+from tune.cli import app
 from tune.runtime.storage import open_storage
 from tune.tracking.tracker import (
     MODEL_LAYERS_FILE,
@@ -26,6 +28,7 @@ from tune.tracking.tracker import (
     MODEL_SOURCE_TAG,
     ROLE_TAG,
 )
+from tune.training.tf_logs import UNFILTERED_VAR
 
 pytestmark = pytest.mark.integration
 
@@ -137,8 +140,16 @@ def builder_then_compare(root: Path) -> dict:
     }
 
 
-def run_in_own_store(folder: Path, space: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    return folder, tune_cli("run", str(space), env=store_env(folder / "mlruns"))
+def rejected_lines(args: list[str], store: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``tune ARGS`` in this process with its own store, which must refuse it with exit status 2:
+    the non-blank lines it wrote to stderr."""
+    monkeypatch.setenv("TUNE_STORE_DIR", str(store))
+    monkeypatch.setenv(UNFILTERED_VAR, "1")  # this process's stderr stays pytest's
+    for name in ("MLFLOW_TRACKING_URI", "TUNE_STORAGE"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, f"exit {result.exit_code}\n{result.output}\n{result.exception!r}"
+    return [line for line in result.stderr.splitlines() if line.strip()]
 
 
 Jobs = dict[str, "Future[Any]"]
@@ -146,44 +157,24 @@ Jobs = dict[str, "Future[Any]"]
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Jobs]:
-    """Every command this module runs, started here, longest first, as many side by side as
-    this worker has cores (two on a small machine when pytest runs alone, one each under
-    ``-n 2``): each pays TensorFlow's start-up in processes of its own. The files they read are
-    written first, one after another (Keras is not made for threads). A test waits for its own
-    commands only, and a command's failure is its test's."""
+    """Both studies' commands, started here, as many side by side as this worker has cores (two
+    on a small machine when pytest runs alone, one each under ``-n 2``): each pays TensorFlow's
+    start-up in processes of its own. The files they read are written first, one after another
+    (Keras is not made for threads). A test waits for its own commands only, and a command's
+    failure is its test's."""
     root = tmp_path_factory.mktemp("users")
     file_root, builder_root = root / "file", root / "builder"
     file_root.mkdir()
     builder_root.mkdir()
     users_model().save(file_root / "my_net.keras")
     (builder_root / "my_models.py").write_text(BUILDER)
-    bad = {case: bad_model_space(root / f"bad-{number}", case) for number, case in enumerate(BAD)}
-    knob = root / "knob"
-    knob.mkdir()
-    keras.Sequential(
-        [
-            keras.Input(SHAPE),
-            L.Conv2D(4, 3),
-            L.GlobalAveragePooling2D(),
-            L.Dense(10, activation="softmax"),
-        ]
-    ).save(knob / "no_hidden.keras")
-    knob_space = write_space(
-        knob / "space.yaml", with_model(tiny_space(), {"file": str(knob / "no_hidden.keras")})
-    )
     with ThreadPoolExecutor(cores_per_worker()) as pool:
-        jobs = {
+        yield {
             "builder": pool.submit(builder_then_compare, builder_root),
             "file": pool.submit(
                 run_export_train, file_root, "users_file", {"file": str(file_root / "my_net.keras")}
             ),
-            **{
-                case: pool.submit(run_in_own_store, space.parent, space)
-                for case, space in bad.items()
-            },
-            "knob": pool.submit(run_in_own_store, knob, knob_space),
         }
-        yield jobs
 
 
 @pytest.fixture(scope="module")
@@ -229,16 +220,17 @@ def test_the_retrained_model_keeps_the_users_names_and_the_exported_regularizati
     assert saved.get_layer("my_output").kernel_regularizer is None
 
 
-def test_a_changed_model_file_is_refused_by_train(from_file: dict, tmp_path: Path) -> None:
+def test_a_changed_model_file_is_refused_by_train(
+    from_file: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = from_file["root"] / "my_net.keras"
     original = path.read_bytes()
     try:
         users_model().save(path)  # same architecture, new weights: a different file
-        result = tune_cli("train", str(from_file["best"]), "--epochs", "1", env=from_file["env"])
+        args = ["train", str(from_file["best"]), "--epochs", "1"]
+        [line] = rejected_lines(args, from_file["root"] / "mlruns", monkeypatch)
     finally:
         path.write_bytes(original)
-    assert result.returncode == 2
-    [line] = [line for line in result.stderr.splitlines() if line.strip()]
     assert line.startswith(f"error: model file {path} changed since") and "sha256" in line
 
 
@@ -382,21 +374,35 @@ def bad_model_space(folder: Path, case: str) -> Path:
 
 
 @pytest.mark.parametrize("case", list(BAD))
-def test_a_bad_model_is_one_line_exit_2_and_no_store(case: str, launched: Jobs) -> None:
-    folder, result = launched[case].result()
-    problem = BAD[case][2]
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+def test_a_bad_model_is_one_line_exit_2_and_no_store(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = bad_model_space(tmp_path / "bad", case)
+    folder, problem = space.parent, BAD[case][2]
+    lines = rejected_lines(["run", str(space)], folder / "mlruns", monkeypatch)
     assert (
         len(lines) == 1 and lines[0].startswith("error: ") and problem.format(d=folder) in lines[0]
-    ), result.stderr
+    ), lines
     assert not (folder / "mlruns").exists()
 
 
-def test_a_knob_with_nothing_to_act_on_names_the_file_and_the_knob(launched: Jobs) -> None:
-    folder, result = launched["knob"].result()
-    assert result.returncode == 2
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+def test_a_knob_with_nothing_to_act_on_names_the_file_and_the_knob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "knob"
+    folder.mkdir()
+    keras.Sequential(
+        [
+            keras.Input(SHAPE),
+            L.Conv2D(4, 3),
+            L.GlobalAveragePooling2D(),
+            L.Dense(10, activation="softmax"),
+        ]
+    ).save(folder / "no_hidden.keras")
+    space = write_space(
+        folder / "space.yaml", with_model(tiny_space(), {"file": str(folder / "no_hidden.keras")})
+    )
+    lines = rejected_lines(["run", str(space)], folder / "mlruns", monkeypatch)
     assert lines == [
         f"error: {folder / 'space.yaml'}: regularization.l2_dense: "
         f"cannot act on model file {folder / 'no_hidden.keras'}: "

@@ -11,6 +11,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import psutil
+
 from tests.support.paths import ROOT
 
 
@@ -24,6 +26,19 @@ def tune_cli(
         [sys.executable, "-m", "tune", *args], capture_output=True, text=True, timeout=timeout,
         env={key: value for key, value in merged.items() if value is not None}, cwd=ROOT,
     )
+
+
+def processes_in(store: Path) -> list[list[str]]:
+    """The command lines of every live process whose environment names a store inside ``store``
+    (``TUNE_STORE_DIR``): what a ``tune`` started there left running."""
+    left = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("TUNE_STORE_DIR", "").startswith(str(store)):
+                left.append(process.cmdline())
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return left
 
 
 def store_env(store: Path) -> dict[str, str | None]:

@@ -1,14 +1,14 @@
 """TensorFlow's start-up chatter is dropped by its log format and level, on both CPUs ``tune`` runs
 on (an AMD EPYC and an Intel Xeon, both with AVX-512) and in both formats TensorFlow 2.18-2.21
 write; its real warnings and errors, and anything else on stderr, pass in order. Then the same
-with real TensorFlow on this machine, and through ``tune run`` and ``tune train``."""
+with real TensorFlow on this machine. Through ``tune run`` and ``tune train``:
+tests/end_to_end/test_run_and_export.py."""
 
 from __future__ import annotations
 
 import io
 import os
 import platform
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import ROOT
-from tests.support.spaces import tiny_space, write_space
 from tune.training.tf_logs import LogLine, copy_without_noise, is_noise, parse_log_line
 
 ONEDNN = (
@@ -209,62 +208,3 @@ def test_real_tensorflow_here_prints_only_its_real_warnings_through_the_filter()
     assert sorted(map(_without_prefix, kept_lines)) == sorted(
         _without_prefix(line) for line in raw_lines if not is_noise(line)
     )
-
-
-def _space(path: Path, name: str) -> Path:
-    """The tests' tiny space: synthetic data, one epoch, two trials."""
-    return write_space(path, tiny_space(study={"name": name, "trials": 2}, training={"epochs": 1}))
-
-
-def _tune(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The real entry point with every TensorFlow line turned on: level 0, which ``tune``
-    keeps, and oneDNN on whatever the CPU."""
-    env = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "0",
-        "TF_ENABLE_ONEDNN_OPTS": "1",
-        "MLFLOW_TRACKING_URI": "",
-        "TUNE_STORE_DIR": str(store),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "tune", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
-
-
-# MLflow's own format ("2026/12/07 19:57:57 INFO mlflow...") or tune's ("INFO alembic...")
-STORE_INFO = re.compile(r"^(?:\S+ \S+ )?INFO (?:mlflow|alembic)\.", re.MULTILINE)
-Runs = list[subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="module")
-def run_then_train(tmp_path_factory: pytest.TempPathFactory) -> Runs:
-    """``tune run``, ``tune export``, then ``tune train`` on a fresh MLflow store."""
-    tmp = tmp_path_factory.mktemp("tf_logs")
-    best = str(tmp / "best.yaml")
-    return [
-        _tune(tmp / "a", "run", str(_space(tmp / "space.yaml", "chatter"))),
-        _tune(tmp / "a", "export", "chatter", "--out", best),
-        _tune(tmp / "b", "train", best),
-    ]
-
-
-@pytest.mark.integration
-def test_tune_run_and_tune_train_print_no_tensorflow_chatter(run_then_train: Runs) -> None:
-    """Every process that loads TensorFlow writes through the filter: the fork server of
-    ``tune run`` (its trial processes inherit its stderr) and ``tune train``'s own."""
-    for result in run_then_train:
-        assert result.returncode == 0, result.stderr[-3000:]
-        output = result.stdout + result.stderr
-        assert not [line for line in output.splitlines() if is_noise(line)], output[-3000:]
-        assert "oneDNN" not in output
-
-
-@pytest.mark.integration
-def test_tune_train_on_a_fresh_store_prints_no_mlflow_info_lines(run_then_train: Runs) -> None:
-    *_, train = run_then_train
-    assert not STORE_INFO.findall(train.stderr), train.stderr[-3000:]

@@ -24,6 +24,7 @@ import functools
 import importlib
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import signal
 import traceback
 from dataclasses import dataclass
@@ -202,7 +203,23 @@ def close_trial_process(*, kill: bool = False) -> None:
         current.process.join()
 
 
-atexit.register(close_trial_process)
+def _stop_fork_server() -> None:
+    """The fork server holds this process's stdout and stderr. Left alone after an early exit (a
+    bad data source, an interrupt), it goes on importing TensorFlow, and anything reading those
+    pipes (``make``, ``| tee``, a script) waits seconds for it after this process has ended."""
+    pid = getattr(multiprocessing.forkserver._forkserver, "_forkserver_pid", None)
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, ChildProcessError):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+@atexit.register
+def _shut_down() -> None:
+    """The trial process first, so it ends its own way, then the server it was forked from."""
+    close_trial_process()
+    _stop_fork_server()
 
 
 def describe_isolated(
