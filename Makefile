@@ -78,8 +78,8 @@ lint: $(STAMP) ## ruff (style, imports, bugs) and mypy (types) over the package,
 bench: $(STAMP) ## real-data checks and benchmarks; results in mlruns/bench/results.json
 	$(BIN)/python -m pytest -m slow -s $(PYTEST_ARGS)
 
-bench-peers: $(STAMP) ## race tune, KerasTuner Hyperband, Optuna TPE + median and random search, BUDGET s each [DATA=]; results in mlruns/bench/peers/
-	$(BIN)/python -m benchmarks.peers race --budget $(BUDGET) --data '$(or $(DATA),$(PEERS_DATA))'
+bench-peers: $(STAMP) ## race tune, KerasTuner Hyperband, Optuna TPE + median and random search, BUDGET s each [DATA=; SEEDS=1,2,3: a race per sampler seed and a summary]; results in mlruns/bench/peers/
+	$(BIN)/python -m benchmarks.peers race --budget $(BUDGET) $(if $(SEEDS),--seeds $(SEEDS)) --data '$(or $(DATA),$(PEERS_DATA))'
 
 bench-variants: $(STAMP) ## tune plain vs regime-aware sampling vs early regime pruning, SEEDS (default 1,2,3) x BUDGET s, on the race's task, timed to its Hyperband best [DATA=]; mlruns/bench/variants/
 	$(BIN)/python -m benchmarks.variants --budget $(BUDGET) $(if $(SEEDS),--seeds $(SEEDS)) --data '$(or $(DATA),$(PEERS_DATA))'

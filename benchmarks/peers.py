@@ -5,11 +5,16 @@ own that the race kills when the budget is spent, so every arm pays for its own 
 data, tracing) and is cut off the same way. Each arm appends one line per finished epoch to its
 events file, timed on the monotonic clock from the moment the race started its process, and the
 results come from those files alone (``benchmarks.race``). TensorFlow is loaded only in the arms'
-processes; the tune arm, like ``tune run``, trains each trial in a child of its own.
+processes (and in one short process that resolves ``precision: auto``, which every arm is then
+given explicitly); the tune arm, like ``tune run``, trains each trial in a child of its own.
+
+With ``--seeds``, the race runs once per sampler seed, each into ``seed-<seed>/`` of the output
+folder, and a summary over the seeds goes at its top: one race is one draw of every tuner's luck.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -17,10 +22,10 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, Protocol, TypedDict
 
 import typer
 from matplotlib.figure import Figure
@@ -33,11 +38,20 @@ from benchmarks.output import (
     SpaceOption,
     results_folder,
 )
-from benchmarks.race import Event, Record, markdown_table, race_results, read_events
+from benchmarks.race import (
+    Event,
+    Record,
+    markdown_table,
+    race_results,
+    read_events,
+    seeds_results,
+    seeds_table,
+)
 from benchmarks.studies import DEFAULT_SPACE
 from tune.cli import quiet_libraries, user_errors
-from tune.commands.run import RunOverrides, load_splits, run_study
+from tune.commands.run import RunOverrides, load_splits, resolve_space, run_study
 from tune.contract import (
+    AUTO_PRECISION,
     VAL_ACCURACY,
     EpochHook,
     Params,
@@ -46,7 +60,7 @@ from tune.contract import (
     TrainingResult,
     TrainSettings,
 )
-from tune.engine.config import SearchSpace, dump_space, load_space
+from tune.engine.config import SearchSpace, dump_space
 from tune.errors import TuneError
 from tune.paths import STORE_ENV
 from tune.report.curves import LineStyle, save_figure
@@ -60,6 +74,9 @@ TABLE_FILE, PLOT_FILE = "peers.md", "peers.png"
 ARMS_DIR, EVENTS_FILE, LOG_FILE, STORE = "arms", "events.jsonl", "log.txt", "store"
 # The task every arm reads: the space file with the race's options applied.
 SPACE_FILE = "space.yaml"
+# With --seeds: each seed's race in its own folder under the output folder, whose own results,
+# table and plot then summarize the seeds.
+SEED_DIR = "seed-{}"
 KILL_GRACE_S = 5.0
 
 Arm = Callable[[Path, Record], None]
@@ -250,13 +267,13 @@ def race_task(
     data: str | None,
     epochs: int | None,
     echo: Callable[[str], None],
+    seed: int | None = None,
 ) -> tuple[SearchSpace, RaceTask]:
-    """The space with the race's options applied, and the task it describes; its data is loaded
-    once here so that a bad file or source fails before any arm starts."""
-    space = load_space(space_path).with_overrides(
-        data={"source": data},
-        training={"epochs": epochs},
-        study={"timeout": budget},
+    """The space with the race's options applied (``seed``, if given, as the sampler seed, the
+    way ``tune run --seed`` sets it), and the task it describes; its data is loaded once here so
+    that a bad file or source fails before any arm starts."""
+    space = resolve_space(
+        space_path, RunOverrides(timeout=budget, data=data, epochs=epochs, seed=seed)
     )
     task = _task(space, space_path, load_splits(space))
     echo(
@@ -264,6 +281,25 @@ def race_task(
         f"{space.model.name}, at most {space.training.epochs} epochs; {budget:g} s per arm"
     )
     return space, task
+
+
+@functools.cache
+def resolved_precision(precision: str) -> str:
+    """What ``precision`` resolves to where the arms train, asked of a process of its own so that
+    TensorFlow (and on a GPU, a context holding its memory) stays out of the race's. Written into
+    the race's space, it makes every arm train in that one precision, so a ratio of times measures
+    the search and not the arithmetic; cached, so several seeds ask once."""
+    if precision != AUTO_PRECISION:
+        return precision
+    answer = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peers", "precision", precision],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    if answer.returncode != 0:
+        raise TuneError(f"resolving precision {precision!r} failed: {answer.stderr[-2000:]}")
+    return answer.stdout.split()[-1]
 
 
 def arm_events(out: Path, name: str) -> list[Event]:
@@ -279,10 +315,17 @@ def run_race(
     out: Path,
     arms: list[str],
     echo: Callable[[str], None] = print,
+    seed: int | None = None,
 ) -> dict[str, Any]:
-    """Run the arms on the task and write the results, table and plot into ``out``."""
+    """Run the arms on the task, with ``seed`` as every arm's sampler seed (the space's if None),
+    and write the results, table and plot into ``out``."""
     _known_arms(arms)
-    space, task = race_task(space_path, budget=budget, data=data, epochs=epochs, echo=echo)
+    space, task = race_task(
+        space_path, budget=budget, data=data, epochs=epochs, echo=echo, seed=seed
+    )
+    space = space.with_overrides(
+        training={"precision": resolved_precision(space.training.precision)}
+    )
     out.mkdir(parents=True, exist_ok=True)
     space_file = out / SPACE_FILE
     space_file.write_text(
@@ -295,6 +338,9 @@ def run_race(
     events = {name: arm_events(out, name) for name in arms}
     results = {
         "task": task,
+        "precision": space.training.precision,
+        # None where the space sets ``seed: null``: tune's sampler is then unseeded, the peers' 0.
+        "sampler_seed": space.study.sampler.seed,
         **race_results(events, ended, budget, TARGET_ARM),
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -306,12 +352,82 @@ def run_race(
     return results
 
 
+class Race(Protocol):
+    """``run_race`` with everything but its output folder and sampler seed given."""
+
+    def __call__(self, *, out: Path, seed: int | None) -> dict[str, Any]: ...
+
+
+def run_seeds(
+    race: Race, seeds: Sequence[int], out: Path, echo: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """A race per sampler seed, in the order given, each into its own folder, then the summary
+    over them into ``out``."""
+    races = {seed: race(out=out / SEED_DIR.format(seed), seed=seed) for seed in seeds}
+    first = races[seeds[0]]
+    budget = first["budget_s"]
+    summary = {
+        "task": first["task"],
+        "precision": first["precision"],
+        "budget_s": budget,
+        **seeds_results(races),
+        "races": {str(seed): SEED_DIR.format(seed) for seed in seeds},
+        "measured_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    table = seeds_table(summary)
+    listed = ", ".join(map(str, seeds))
+    title = (
+        f"Time to the same seed's {summary['target_arm']} best within {budget:g} s per tuner, "
+        f"sampler seeds {listed}: {_task_text(summary)}."
+    )
+    (out / RESULTS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out / TABLE_FILE).write_text(f"{title}\n\n{table}", encoding="utf-8")
+    plot_seeds(
+        summary,
+        out / PLOT_FILE,
+        f"{len(summary['arms'])} tuners, {budget:g} s each, sampler seeds {listed}",
+    )
+    echo(table + f"summary in {out}: {RESULTS_FILE}, {TABLE_FILE}, {PLOT_FILE}")
+    return summary
+
+
+def plot_seeds(summary: dict[str, Any], path: Path, title: str) -> Path:
+    """Per arm, a dot per seed at its time to that seed's target and a bar at the median; a seed
+    that never got there is a cross at the end of the budget, so a spread shows at a glance."""
+    fig = Figure(figsize=(9, 1.5 + 0.6 * len(summary["arms"])), layout="constrained")
+    axes = fig.subplots()
+    budget = summary["budget_s"]
+    for row, arm in enumerate(summary["arms"].values()):
+        colour = f"C{row}"
+        for seed, seconds in arm["time_to_target_s"].items():
+            if summary["targets"][seed] is not None:
+                x = budget if seconds is None else seconds
+                axes.plot(x, row, "x" if seconds is None else "o", color=colour)
+                axes.annotate(seed, (x, row), (0, 12), textcoords="offset points", ha="center")
+        if arm["median_s"] is not None:
+            axes.plot([arm["median_s"]] * 2, [row - 0.2, row + 0.2], color=colour, linewidth=2)
+    axes.set_yticks(range(len(summary["arms"])), list(summary["arms"]))
+    axes.invert_yaxis()
+    axes.set_xlim(0, budget * 1.05)
+    axes.axvline(budget, color="#555555", linestyle=":", linewidth=1)
+    axes.set_xlabel(f"seconds to the same seed's {summary['target_arm']} best")
+    axes.set_title(f"{title}\ndot: a seed; bar: the median; cross at the budget: never")
+    return save_figure(fig, path)
+
+
 def _title(results: dict[str, Any]) -> str:
+    return (
+        f"Best validation accuracy within {results['budget_s']:g} s per tuner: "
+        f"{_task_text(results)}."
+    )
+
+
+def _task_text(results: dict[str, Any]) -> str:
     task = results["task"]
     return (
-        f"Best validation accuracy within {results['budget_s']:g} s per tuner: {task['model']} on "
-        f"{task['training_images']} images of {task['data']}, at most {task['epochs']} epochs, "
-        f"searching {', '.join(task['searched'])}."
+        f"{task['model']} on {task['training_images']} images of {task['data']}, at most "
+        f"{task['epochs']} epochs, searching {', '.join(task['searched'])}, in "
+        f"{results['precision']}"
     )
 
 
@@ -334,18 +450,32 @@ def race(
     arms: Annotated[str, typer.Option(help="comma-separated arms, in running order")] = ",".join(
         ARMS
     ),
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated sampler seeds: a race per seed in OUT/seed-<seed>/ and a "
+            "summary over them in OUT [default: one race, the space's seed]"
+        ),
+    ] = None,
 ) -> None:
     """Race tune against KerasTuner Hyperband, Optuna TPE + median pruning, and random search."""
+    from benchmarks.variants import parse_seeds  # it imports this module
+
     quiet_libraries()
-    run_race(
+    one_race = functools.partial(
+        run_race,
         space,
         budget=budget,
         data=data,
         epochs=epochs,
-        out=results_folder(out, "peers"),
         arms=[name.strip() for name in arms.split(",")],
         echo=typer.echo,
     )
+    folder = results_folder(out, "peers")
+    if seeds is None:
+        one_race(out=folder)
+    else:
+        run_seeds(one_race, parse_seeds(seeds), folder, typer.echo)
 
 
 @app.command(hidden=True)
@@ -362,6 +492,15 @@ def arm(
     (name,) = _known_arms([name])
     quiet_libraries()
     ARMS[name](space, EventLog(events, started))
+
+
+@app.command(hidden=True)
+def precision(name: Annotated[str, typer.Argument()]) -> None:
+    """Prints what ``name`` resolves to here: ``resolved_precision`` runs this in a process of its
+    own."""
+    from tune.training.fit import resolve_precision
+
+    typer.echo(resolve_precision(name))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What a race between tuners measured, from the events its arms wrote: best validation accuracy
-so far over time, the time each arm took to reach a target, and the table that reports it.
+so far over time, the time each arm took to reach a target, and the table that reports it; and,
+over races with different sampler seeds, each arm's median and worst time to its seed's target.
 
 Pure functions over events, without TensorFlow or matplotlib, so the numbers a comparison rests
 on are unit tested on scripted events in milliseconds.
@@ -8,6 +9,8 @@ on are unit tested on scripted events in milliseconds.
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
@@ -120,6 +123,11 @@ def _seconds(value: float | None, missing: str) -> str:
     return missing if value is None else f"{value:.0f} s"
 
 
+def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "".join(f"| {' | '.join(cells)} |\n" for cells in lines)
+
+
 def markdown_table(results: Mapping[str, Any]) -> str:
     """One row per arm, in the order the arms ran."""
     target_arm, target = results["target"]["arm"], results["target"][VAL_ACCURACY]
@@ -147,5 +155,114 @@ def markdown_table(results: Mapping[str, Any]) -> str:
         ]
         for name, arm in results["arms"].items()
     ]
-    lines = [header, ["---"] * len(header), *rows]
-    return "".join(f"| {' | '.join(cells)} |\n" for cells in lines)
+    return _markdown(header, rows)
+
+
+class SeedsArm(TypedDict):
+    """One arm over the races of several sampler seeds, as the summary file holds it. Per seed
+    (keyed by its text, as JSON keys are), None is "never" where that seed had a target; the
+    spread and ratios cover the seeds with a target only, None there meaning "never"."""
+
+    time_to_target_s: dict[str, float | None]
+    seeds_reaching: int
+    median_s: float | None
+    worst_s: float | None
+    median_ratio: float | None
+    worst_ratio: float | None
+
+
+def _finite(seconds: float) -> float | None:
+    """JSON has no infinity: a time that is "never" is written as None."""
+    return None if math.isinf(seconds) else seconds
+
+
+def seed_spread(times: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Median and worst of times to target, None for never. A seed that never reached the target
+    counts as infinitely late: it is the worst, and moves the median as a late seed would, so
+    one never among three leaves the median finite and two make it never."""
+    late = [math.inf if seconds is None else seconds for seconds in times]
+    if not late:
+        return None, None
+    return _finite(statistics.median(late)), _finite(max(late))
+
+
+def _ratio(seconds: float | None, reference: float | None) -> float | None:
+    return None if seconds is None or not reference else seconds / reference
+
+
+def seeds_results(races: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """Each arm's time to its own seed's target (that seed's target arm's best), over the seeds
+    whose target arm reached one. Median and worst are both divided by the target arm's median
+    time to its own best, so one lucky or unlucky seed of either side does not make the ratio."""
+    first = next(iter(races.values()))
+    target_arm = first["target"]["arm"]
+    targets = {seed: race["target"][VAL_ACCURACY] for seed, race in races.items()}
+    timed = [seed for seed, target in targets.items() if target is not None]
+    times = {
+        name: [races[seed]["arms"][name]["time_to_target_s"] for seed in timed]
+        for name in first["arms"]
+    }
+    spreads = {name: seed_spread(arm_times) for name, arm_times in times.items()}
+    reference = spreads.get(target_arm, (None, None))[0]
+    arms: dict[str, SeedsArm] = {
+        name: {
+            "time_to_target_s": {
+                str(seed): race["arms"][name]["time_to_target_s"] for seed, race in races.items()
+            },
+            "seeds_reaching": sum(seconds is not None for seconds in times[name]),
+            "median_s": median,
+            "worst_s": worst,
+            "median_ratio": _ratio(median, reference),
+            "worst_ratio": _ratio(worst, reference),
+        }
+        for name, (median, worst) in spreads.items()
+    }
+    return {
+        "seeds": list(races),
+        "target_arm": target_arm,
+        "targets": {str(seed): target for seed, target in targets.items()},
+        "seeds_with_target": len(timed),
+        "target_arm_median_s": reference,
+        "arms": arms,
+    }
+
+
+def seeds_table(summary: Mapping[str, Any]) -> str:
+    """One row per arm: its time to each seed's target, then the spread over seeds; a dash where
+    there was no target to reach."""
+    target_arm, targets = summary["target_arm"], summary["targets"]
+    timed = summary["seeds_with_target"] > 0
+    header = [
+        "arm",
+        *(
+            f"seed {seed}" + ("" if target is None else f" ({target:.4f})")
+            for seed, target in targets.items()
+        ),
+        "median",
+        "worst",
+        f"median ÷ {target_arm}'s median",
+        f"worst ÷ {target_arm}'s median",
+        "seeds reaching it",
+    ]
+
+    def ratio(value: float | None, seconds: float | None) -> str:
+        if value is not None:
+            return f"{value:.2f}×"
+        return "never" if seconds is None and timed else "–"
+
+    rows = [
+        [
+            name,
+            *(
+                _seconds(seconds, "–" if targets[seed] is None else "never")
+                for seed, seconds in arm["time_to_target_s"].items()
+            ),
+            _seconds(arm["median_s"], "never" if timed else "–"),
+            _seconds(arm["worst_s"], "never" if timed else "–"),
+            ratio(arm["median_ratio"], arm["median_s"]),
+            ratio(arm["worst_ratio"], arm["worst_s"]),
+            f"{arm['seeds_reaching']} of {summary['seeds_with_target']}",
+        ]
+        for name, arm in summary["arms"].items()
+    ]
+    return _markdown(header, rows)

@@ -1,5 +1,6 @@
-"""`make bench-peers`: the race's arithmetic on scripted events, KerasTuner's copy of the search
-space, and a short race of all four arms on synthetic data."""
+"""`make bench-peers`: the race's arithmetic on scripted events, the summary over sampler seeds
+(with scripted arms in place of the real ones), KerasTuner's copy of the search space, and a short
+race of all four arms on synthetic data."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 from PIL import Image
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
+from benchmarks import peers
 from benchmarks.peers import (
     ARMS,
     ARMS_DIR,
@@ -25,6 +26,7 @@ from benchmarks.peers import (
     EVENTS_FILE,
     PLOT_FILE,
     RESULTS_FILE,
+    SEED_DIR,
     SPACE_FILE,
     TABLE_FILE,
     TARGET_ARM,
@@ -36,9 +38,13 @@ from benchmarks.race import (
     markdown_table,
     race_results,
     read_events,
+    seed_spread,
+    seeds_results,
+    seeds_table,
     time_to,
 )
 from tests.support.paths import ROOT
+from tests.support.processes import processes_in
 from tests.support.spaces import tiny_space, write_space
 from tune.contract import VAL_ACCURACY
 from tune.engine.config import CategoricalSpec, load_space
@@ -162,10 +168,147 @@ def test_keras_tuner_declares_exactly_the_space_optuna_samples() -> None:
     assert hp_params(hp, space) == params, "declaring again reads the same trial"
 
 
+NEVER = None  # how results write a time to target that never came
+
+
+def test_a_seed_that_never_got_there_makes_the_worst_never_and_the_median_the_next() -> None:
+    assert seed_spread([30, NEVER, 10]) == (30, NEVER)
+    assert seed_spread([30, NEVER, NEVER]) == (NEVER, NEVER)
+    assert seed_spread([30, 10]) == (20, 30)
+    assert seed_spread([30, NEVER]) == (NEVER, NEVER), "the median of two with one never is never"
+    assert seed_spread([]) == (None, None)
+
+
+# Per sampler seed, each arm's events (t, val accuracy), one trial each. Hyperband reaches its
+# best at 40, 30 and 50 s (median 40); in seed 4 it finishes no epoch, so there is nothing to reach.
+SEED_EVENTS = {
+    1: {TARGET_ARM: [(10, 0.5), (40, 0.6)], "tune": [(20, 0.62)], "random_search": [(50, 0.55)]},
+    2: {TARGET_ARM: [(30, 0.7)], "tune": [(60, 0.7)], "random_search": [(90, 0.71)]},
+    3: {TARGET_ARM: [(50, 0.65)], "tune": [(10, 0.5)], "random_search": [(70, 0.66)]},
+    4: {TARGET_ARM: [], "tune": [(5, 0.9)], "random_search": [(5, 0.9)]},
+}
+
+
+def seed_events(seed: int) -> dict[str, list[Event]]:
+    return {
+        name: [Event(t, trial, 0, accuracy) for trial, (t, accuracy) in enumerate(rows)]
+        for name, rows in SEED_EVENTS[seed].items()
+    }
+
+
+def seed_races(*seeds: int) -> dict[int, dict[str, object]]:
+    return {
+        seed: race_results(
+            seed_events(seed), dict.fromkeys(SEED_EVENTS[seed], "budget"), BUDGET, TARGET_ARM
+        )
+        for seed in seeds
+    }
+
+
+def test_each_arm_is_timed_to_its_own_seeds_target_and_divided_by_hyperbands_median() -> None:
+    summary = seeds_results(seed_races(1, 2, 3, 4))
+    assert summary["seeds"] == [1, 2, 3, 4] and summary["seeds_with_target"] == 3
+    assert summary["targets"] == {"1": 0.6, "2": 0.7, "3": 0.65, "4": None}
+    assert summary["target_arm_median_s"] == 40
+    arms = summary["arms"]
+    assert list(arms) == list(SEED_EVENTS[1])
+    assert arms["tune"] == {
+        "time_to_target_s": {"1": 20, "2": 60, "3": NEVER, "4": None},
+        "seeds_reaching": 2,
+        "median_s": 60,
+        "worst_s": NEVER,
+        "median_ratio": 1.5,
+        "worst_ratio": NEVER,
+    }
+    assert (arms[TARGET_ARM]["median_ratio"], arms[TARGET_ARM]["worst_ratio"]) == (1.0, 1.25)
+    assert arms["random_search"]["time_to_target_s"] == {"1": NEVER, "2": 90, "3": 70, "4": None}
+    assert (arms["random_search"]["median_s"], arms["random_search"]["seeds_reaching"]) == (90, 2)
+    assert json.loads(json.dumps(summary)) == summary
+
+
+def test_the_seeds_table_says_never_and_a_dash_where_a_seed_had_no_target() -> None:
+    lines = seeds_table(seeds_results(seed_races(1, 2, 3, 4))).splitlines()
+    assert lines[0] == (
+        "| arm | seed 1 (0.6000) | seed 2 (0.7000) | seed 3 (0.6500) | seed 4 | median | worst | "
+        f"median ÷ {TARGET_ARM}'s median | worst ÷ {TARGET_ARM}'s median | seeds reaching it |"
+    )
+    assert lines[2] == (
+        f"| {TARGET_ARM} | 40 s | 30 s | 50 s | – | 40 s | 50 s | 1.00× | 1.25× | 3 of 3 |"
+    )
+    assert lines[3] == "| tune | 20 s | 60 s | never | – | 60 s | never | 1.50× | never | 2 of 3 |"
+    no_target = seeds_table(seeds_results(seed_races(4))).splitlines()
+    assert no_target[3] == "| tune | – | – | – | – | – | 0 of 0 |"
+
+
+def scripted_arm(folders: list[Path]):  # noqa: ANN201
+    """Stands in for ``run_arm``: writes the events SEED_EVENTS gives the arm for the sampler seed
+    in the space file it was handed, the file the real arm would read its seed from."""
+
+    def run_arm(name: str, space_file: Path, budget: float, folder: Path) -> str:
+        assert budget == BUDGET
+        folders.append(folder)
+        events = seed_events(load_space(space_file).study.sampler.seed)[name]
+        folder.mkdir(parents=True)
+        (folder / EVENTS_FILE).write_text("".join(event.to_line() for event in events))
+        return "budget"
+
+    return run_arm
+
+
+def test_seeds_race_once_per_seed_into_their_folders_and_summarize_at_the_top(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders: list[Path] = []
+    monkeypatch.setattr(peers, "run_arm", scripted_arm(folders))
+    space = write_space(
+        tmp_path / "space.yaml", tiny_space(training={"precision": "mixed_bfloat16"})
+    )
+    out = tmp_path / "out"
+    arms = list(SEED_EVENTS[1])
+    result = CliRunner().invoke(
+        app,
+        ["race", "--budget", str(BUDGET), "--space", str(space), "--out", str(out),
+         "--arms", ",".join(arms), "--seeds", "3,1,2", "--epochs", "2"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert folders == [
+        out / SEED_DIR.format(seed) / ARMS_DIR / name for seed in (3, 1, 2) for name in arms
+    ]
+    summary = json.loads((out / RESULTS_FILE).read_text())
+    assert summary == {**summary, **seeds_results(seed_races(3, 1, 2))}
+    assert (summary["precision"], summary["budget_s"], summary["task"]["epochs"]) == (
+        "mixed_bfloat16",
+        BUDGET,
+        2,
+    )
+    assert "| tune | never | 20 s | 60 s | 60 s | never |" in (out / TABLE_FILE).read_text()
+    for seed in (3, 1, 2):
+        folder = out / summary["races"][str(seed)]
+        race = json.loads((folder / RESULTS_FILE).read_text())
+        assert (race["sampler_seed"], race["precision"]) == (seed, "mixed_bfloat16")
+        assert race["arms"]["tune"] == race_results(
+            seed_events(seed), dict.fromkeys(arms, "budget"), BUDGET, TARGET_ARM
+        )["arms"]["tune"]
+        task = load_space(folder / SPACE_FILE)
+        assert (task.study.sampler.seed, task.training.precision) == (seed, "mixed_bfloat16")
+        assert (folder / TABLE_FILE).exists()
+    for plot in [out / PLOT_FILE, *(out / SEED_DIR.format(seed) / PLOT_FILE for seed in (1, 2, 3))]:
+        with Image.open(plot) as image:
+            assert image.format == "PNG", plot
+
+
+def test_an_explicit_precision_is_taken_as_it_is() -> None:
+    assert peers.resolved_precision("float32") == "float32"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--arms", "tune,nope"], "error: unknown arm 'nope'; known: " + ", ".join(ARMS)),
+        (
+            ["--seeds", "1,x"],
+            "error: --seeds: '1,x' is not a comma-separated list of integers",
+        ),
         (
             ["--data", "/nonexistent/cifar.npz"],
             "error: data source '/nonexistent/cifar.npz': no such file or directory",
@@ -257,16 +400,14 @@ def test_the_race_writes_results_table_and_plot(race: Path) -> None:
         assert image.format == "PNG" and image.width > 300 and image.height > 200
     task = load_space(race / SPACE_FILE)
     assert (task.training.epochs, task.study.timeout) == (2, RACE_BUDGET)
+    assert results["precision"] in ("float32", "mixed_bfloat16"), "auto, resolved for every arm"
+    assert task.training.precision == results["precision"]
+    seed = load_space(ROOT / DEFAULT_SPACE).study.sampler.seed
+    assert task.study.sampler.seed == results["sampler_seed"] == seed, "the space's seed"
+    assert not list(race.glob(SEED_DIR.format("*")))
 
 
 @pytest.mark.integration
 def test_no_process_of_the_race_outlives_it(race: Path) -> None:
     """The tune arm's fork server and trial processes are killed with their arm."""
-    leftovers = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get(STORE_ENV, "").startswith(str(race)):
-                leftovers.append(process.cmdline())
-        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-            continue
-    assert leftovers == []
+    assert processes_in(race) == []
