@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TypedDict
 
 from tune.contract import VAL_ACCURACY
+from tune.report.formatting import markdown_table as markdown_rows
 
 # How an arm reports a finished epoch: trial number, Keras's 0-based epoch index, validation
 # accuracy.
@@ -124,8 +125,7 @@ def _seconds(value: float | None, missing: str) -> str:
 
 
 def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "".join(f"| {' | '.join(cells)} |\n" for cells in lines)
+    return "".join(f"{line}\n" for line in markdown_rows([header, *rows]))
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
